@@ -1,0 +1,129 @@
+"""Render stage: a character + a Pose -> a 512x512 RGBA frame (uint8, sRGB, straight alpha).
+
+Owns the choice of device and precision (default: separable variant, half on a GPU, float on
+CPU) and the colour conversions around the model: the model works in linear RGB in [-1,1]; the
+output is mapped to [0,1], clipped, converted linear->sRGB on RGB only (alpha stays straight) and
+rounded to 8 bits, as THA3's own apps do.
+
+Must not import cv2 or mediapipe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .character import Character, to_model_input
+from .errors import UserError
+from .model import Poser
+from .pose import NUM_PARAMS, Pose
+from .weights import DEFAULT_WEIGHTS_DIR
+
+__all__ = ["RenderSettings", "Renderer", "resolve_device", "resolve_precision", "to_rgba8"]
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float", "half")
+VARIANTS = ("separable", "standard")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    weights_dir: Path = DEFAULT_WEIGHTS_DIR
+    variant: str = "separable"      # separable | standard
+    device: str = "auto"            # auto | cpu | cuda | mps
+    precision: str = "auto"         # auto | float | half
+    threads: int = 0                # CPU threads for torch; 0 = torch's default
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available to PyTorch here; "
+                        "use --device cpu (or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise UserError("--device mps: Apple's Metal backend is not available here; "
+                        "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        # Half is what the paper shipped for GPUs; on CPU float16 convolutions are slow.
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    return torch.float16 if name == "half" else torch.float32
+
+
+def to_rgba8(out: torch.Tensor) -> np.ndarray:
+    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha."""
+    x = ((out.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
+    rgb = x[:, :3]
+    rgb = torch.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * rgb.pow(1.0 / 2.4) - 0.055)
+    x = torch.cat([rgb, x[:, 3:4]], dim=1)
+    return torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class Renderer:
+    """Loads the poser once; ``set_character`` then ``render(pose)`` per frame."""
+
+    def __init__(self, settings: RenderSettings = RenderSettings()):
+        if settings.variant not in VARIANTS:
+            raise UserError(f"unknown variant {settings.variant!r}; choose separable or standard")
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_precision(settings.precision, self.device)
+        if settings.threads > 0:
+            torch.set_num_threads(settings.threads)
+        folder_variant = f"{settings.variant}_{'half' if self.dtype == torch.float16 else 'float'}"
+        poser = Poser.load(settings.weights_dir, folder_variant)
+        # Half = the float weights cast, as the paper made separable_half; official *_half files
+        # are already float16 and cast to themselves.
+        self.poser = poser.to(self.device, self.dtype)
+        self.character: Character | None = None
+        log.info("renderer: THA3 %s on %s, %s", settings.variant, self.device,
+                 str(self.dtype).removeprefix("torch."))
+
+    @property
+    def description(self) -> str:
+        return (f"{self.settings.variant} {str(self.dtype).removeprefix('torch.')} "
+                f"on {self.device.type}")
+
+    def set_character(self, character: Character) -> None:
+        self.character = character
+        image = torch.from_numpy(to_model_input(character.rgba)).unsqueeze(0)
+        self.poser.set_character(image)
+
+    def pose_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
+        values = np.stack([p.values for p in poses]).astype(np.float32)
+        assert values.shape[1] == NUM_PARAMS
+        return torch.from_numpy(values).to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def render_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
+        return self.poser(self.pose_tensor(poses))
+
+    def render(self, pose: Pose) -> np.ndarray:
+        """One frame: (512,512,4) uint8."""
+        return self.render_batch([pose])[0]
+
+    def render_batch(self, poses: Sequence[Pose]) -> np.ndarray:
+        """(N,512,512,4) uint8 for N poses in one batch."""
+        if self.character is None:
+            raise RuntimeError("set_character() first")
+        return to_rgba8(self.render_tensor(poses))
