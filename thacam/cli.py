@@ -132,10 +132,222 @@ def add_pose(sub) -> None:
     p.set_defaults(func=cmd_pose)
 
 
+# --------------------------------------------------------------------------------------- demo
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from . import demo
+    from .character import load_character
+    from .output import VideoFileSink
+    from .render import Renderer
+    from .weights import sample_path
+
+    character = load_character(args.character or sample_path(args.weights))
+    renderer = Renderer(render_settings(args))
+    renderer.set_character(character)
+    seconds, fps = demo.default_length(renderer.device.type != "cpu")
+    seconds = args.seconds or seconds
+    fps = args.fps or fps
+    n = max(1, round(seconds * fps))
+    sheet_every = max(1, n // 8)
+    picks = []
+    log.info("demo: %d frames (%.1f s at %d fps) of %s, %s", n, seconds, fps, character.name,
+             renderer.description)
+    t0 = time.perf_counter()
+    with VideoFileSink(args.out, fps=fps) as sink, progress_bar() as bar:
+        task = bar.add_task("rendering demo", total=n)
+        for i in range(n):
+            frame = renderer.render(demo.scripted_pose(i / fps, seconds))
+            sink.send(frame, time.monotonic() * 1000.0)
+            if i % sheet_every == 0 and len(picks) < 8:
+                picks.append(frame)
+            bar.advance(task)
+    sheet_path = args.out.with_suffix(".png") if args.out.suffix else args.out / "contact.png"
+    save_png(sheet_path, demo.contact_sheet(picks))
+    elapsed = time.perf_counter() - t0
+    print(f"wrote {args.out} ({n} frames, {n / elapsed:.2f} frames/s on {renderer.description}) "
+          f"and contact sheet {sheet_path}")
+    return 0
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="animate a sample character with a scripted motion (no webcam needed)")
+    p.add_argument("--out", type=Path, default=Path("out/demo.mp4"), metavar="OUT",
+                   help="video file (.mp4, or .webm/.mov with alpha) (default: %(default)s)")
+    p.add_argument("--character", type=Path, default=None, metavar="IMG",
+                   help="character image (default: the bundled sample crypko_00)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="length (default: 5 s on CPU, 12 s on a GPU)")
+    p.add_argument("--fps", type=int, default=None, help="frame rate (default: 10 on CPU, 30 on a GPU)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_demo)
+
+
+# -------------------------------------------------------------------------------------- bench
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .bench import run_bench
+    from .render import resolve_device
+    # --device auto benches every device present (cpu, and cuda when there is one)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) \
+        if args.device == "auto" else [args.device]
+    batches = tuple(int(b) for b in args.batch.split(",") if b.strip()) if args.batch else ()
+    results = []
+    for name in devices:
+        device = resolve_device(name)
+        if args.json:
+            result = run_bench(args.weights, device, args.precision, args.frames, args.warmup,
+                               batches)
+        else:
+            with progress_bar(transient=True) as bar:
+                task = bar.add_task(f"bench on {name}", total=args.frames + args.warmup)
+                result = run_bench(args.weights, device, args.precision, args.frames,
+                                   args.warmup, batches,
+                                   progress=lambda done, total: bar.update(task, completed=done))
+        results.append(result)
+        if args.json:
+            print(json.dumps(result.json()))
+        else:
+            _print_bench(result)
+    return 0
+
+
+def _print_bench(r) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"thacam bench: {r.device}, {r.precision}, batch 1")
+    for col in ("", "median ms/frame", "min ms/frame", "fps"):
+        table.add_column(col, justify="right")
+    table.add_row("thacam", f"{r.thacam_ms:.1f}", f"{r.thacam_min_ms:.1f}",
+                  f"{1000 / r.thacam_ms:.2f}")
+    if r.reference_ms is not None:
+        table.add_row("reference tha3", f"{r.reference_ms:.1f}", f"{r.reference_min_ms:.1f}",
+                      f"{1000 / r.reference_ms:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"ratio (reference / thacam): {r.ratio if r.ratio is not None else 'n/a (tha3 not installed)'}")
+    console.print("per network (ms): " + ", ".join(f"{k} {v}" for k, v in r.per_network_ms.items())
+                  + "   (eyebrow_decomposer runs once per character)")
+    console.print(f"peak memory: {r.peak_mem_mb:.0f} MB ({'GPU allocated' if r.device == 'cuda' else 'process RSS'})")
+    if r.batch_fps:
+        console.print("batch throughput: " + ", ".join(f"batch {b}: {fps:.2f} frames/s"
+                                                      for b, fps in r.batch_fps.items()))
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time thacam against the reference THA3 poser (same process)")
+    p.add_argument("--frames", type=int, default=10, help="timed frames per poser")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first")
+    p.add_argument("--batch", default="", metavar="1,4,16",
+                   help="also measure offline throughput at these batch sizes")
+    p.add_argument("--json", action="store_true", help="one JSON object per device")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_bench)
+
+
+# ---------------------------------------------------------------------------------------- obs
+
+def _rgb(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected R,G,B with each 0..255, e.g. 0,255,0")
+    return parts  # type: ignore[return-value]
+
+
+def add_obs_options(p: argparse.ArgumentParser) -> None:
+    """--obs-host/--obs-port (the password only ever comes from THACAM_OBS_PASSWORD)."""
+    g = p.add_argument_group("OBS (password: environment variable THACAM_OBS_PASSWORD)")
+    g.add_argument("--obs-host", default=None, metavar="HOST",
+                   help="host running OBS's WebSocket server (default: 127.0.0.1)")
+    g.add_argument("--obs-port", type=int, default=None, metavar="PORT",
+                   help="OBS WebSocket server port (default: 4455)")
+
+
+def obs_settings(args: argparse.Namespace, base=None):
+    """ObsSettings from ``base`` (the profile's, when there is one) plus the command-line flags."""
+    import dataclasses
+
+    from .obs import ObsSettings
+    changes = {k: v for k, v in (("host", getattr(args, "obs_host", None)),
+                                 ("port", getattr(args, "obs_port", None)),
+                                 ("scene", getattr(args, "scene", None)),
+                                 ("key_color", getattr(args, "key_color", None)))
+               if v is not None}
+    try:
+        return dataclasses.replace(base or ObsSettings(), **changes)
+    except ValueError as exc:
+        raise UserError(f"{exc}; fix the flag or the profile's [obs] section") from None
+
+
+def cmd_obs_setup(args: argparse.Namespace) -> int:
+    from .obs import ObsSession, ensure_setup
+    settings = obs_settings(args)
+    with ObsSession(settings) as session:
+        result = ensure_setup(session, settings)
+    for action in result.actions:
+        print(f"  {action}")
+    if result.changed:
+        print(f"OBS scene {settings.scene!r} now holds {settings.source!r} with chroma key "
+              f"{settings.filter!r} (hidden until `thacam --obs` sends frames)")
+    else:
+        print(f"OBS already set up: scene {settings.scene!r} holds {settings.source!r} with "
+              f"chroma key {settings.filter!r}; nothing changed")
+    return 0
+
+
+def cmd_obs_status(args: argparse.Namespace) -> int:
+    from .obs import ObsSession, read_status
+    settings = obs_settings(args)
+    with ObsSession(settings) as session:
+        st = read_status(session, settings)
+
+    def yes(flag) -> str:
+        return "yes" if flag else "no"
+
+    print(f"OBS {st.obs_version}, obs-websocket {st.websocket_version} at {settings.address}")
+    print(f"current scene: {st.current_scene}")
+    print(f"scene {settings.scene!r}: {yes(st.scene_exists)}")
+    source = yes(st.source_exists)
+    if st.source_exists:
+        source += (f" ({st.source_kind}, {'thacam' if st.source_is_thacam else 'NOT thacam'}"
+                   + (f", {'shown' if st.source_enabled else 'hidden'} in the scene"
+                      if st.source_in_scene else ", not in the scene") + ")")
+    print(f"source {settings.source!r}: {source}")
+    key = f" (key colour {','.join(map(str, st.key_color))})" if st.key_color else ""
+    print(f"filter {settings.filter!r}: {yes(st.filter_exists)}{key}")
+    if not (st.source_in_scene and st.source_is_thacam and st.filter_exists):
+        print("run `thacam obs setup` to add thacam's source and chroma key")
+    return 0
+
+
+def add_obs(sub) -> None:
+    p = sub.add_parser("obs", help="put thacam's camera into an OBS scene (obs-websocket 5)")
+    osub = p.add_subparsers(dest="obs_command", metavar="ACTION", required=True)
+    s = osub.add_parser("setup", help="add thacam's keyed camera source to a scene (idempotent)")
+    s.add_argument("--scene", default=None, metavar="NAME",
+                   help="scene to put the source in (default: thacam; created when missing)")
+    s.add_argument("--key-color", type=_rgb, default=None, metavar="R,G,B",
+                   help="chroma key colour = the output's background (default: 0,255,0)")
+    add_obs_options(s)
+    s.set_defaults(func=cmd_obs_setup)
+    st = osub.add_parser("status", help="OBS version, current scene, whether thacam's source is there")
+    st.add_argument("--scene", default=None, metavar="NAME", help="scene to look in (default: thacam)")
+    add_obs_options(st)
+    st.set_defaults(func=cmd_obs_status)
+
+
 # ----------------------------------------------------------------------------------- commands
 # Each add_* registers one subcommand; keep them in the order `thacam --help` lists them.
 
-COMMANDS: list[Callable] = [add_fetch, add_pose]
+COMMANDS: list[Callable] = [add_fetch, add_pose, add_demo, add_bench, add_obs]
 
 
 def build_parser() -> argparse.ArgumentParser:
