@@ -305,6 +305,19 @@ def test_a_one_frame_dropout_does_not_jump_or_lag():
     assert np.abs(out[-15:] - ref[-15:]).max() < 0.005
 
 
+@pytest.mark.parametrize("gap_s", [0.4, 0.7])  # back before idling / half-way into idle
+def test_face_returning_elsewhere_eases_instead_of_jumping(gap_s):
+    # The face vanishes looking left and comes back looking right: the held pose must ease to
+    # the new one, not snap (1.2 in one frame).
+    fps = 30
+    times = np.arange(0, 3, 1 / fps)
+    inputs = [_pose(head_y=-0.6) if t < 1.0 else None if t < 1.0 + gap_s else _pose(head_y=0.6)
+              for t in times]
+    out = _run(Animator(breathing=NO_BREATH, seed=0), times, inputs)[:, NAMES.index("head_y")]
+    assert np.abs(np.diff(out)).max() <= 0.2
+    assert out[-1] == pytest.approx(0.6, abs=1e-3)
+
+
 def test_reset_starts_afresh():
     times, inputs = _clip_with_gap(30, seconds=5.0)
     a = Animator(seed=5)

@@ -111,9 +111,11 @@ class SmoothingSettings(_Validated):
 
     ``min_cutoff_hz`` is the cutoff while the channel is still (lower = steadier, more lag on slow
     moves); ``beta`` raises the cutoff with speed (higher = less lag on fast moves, more jitter).
-    Defaults are tuned on the clips in ../shared/data/faces: a full head step (0 -> 1) reaches
-    93% on the third frame at 30 fps, while head_y's high-frequency residual drops by 54-74%
-    on every clip that is not one long fast head shake (see the helper report).
+    Head defaults are the trade-off measured on ../shared/data/faces (head_y = -yaw/10): a full
+    head step (0 -> 1) reaches 93% on the third frame at 30 fps (a 0.5 step: 79%, 90% on the
+    fifth), and head_y's high-frequency residual drops by 54-73% on six clips; on a fast head
+    shake (d11) only by 20%, because there the residual is real motion, not jitter. Eyes and
+    mouth are fast so a two-frame blink still closes the eyes (>= 0.9).
     """
 
     enabled: bool = _setting(True, help="smooth the tracked pose at all")
