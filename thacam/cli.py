@@ -106,8 +106,14 @@ def save_png(path: Path, rgba) -> None:
 
 def cmd_pose(args: argparse.Namespace) -> int:
     from .character import load_character
-    from .pose import PoseValueError, parse_assignments
+    from .pose import PARAMS, PoseValueError, parse_assignments
     from .render import Renderer
+    if args.list:
+        for spec in PARAMS:
+            print(f"{spec.name:32s} {spec.group.value:9s} [{spec.low:g}, {spec.high:g}]")
+        return 0
+    if args.character is None or args.out is None:
+        raise UserError("thacam pose needs --character IMG and --out OUT.png (or --list)")
     try:
         pose = parse_assignments(args.set or [])
     except PoseValueError as exc:
@@ -124,10 +130,11 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 def add_pose(sub) -> None:
     p = sub.add_parser("pose", help="render one frame of a character in a given pose")
-    p.add_argument("--character", type=Path, required=True, metavar="IMG")
+    p.add_argument("--character", type=Path, metavar="IMG")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a pose parameter (repeatable); see `thacam pose --list`")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT.png")
+    p.add_argument("--out", type=Path, metavar="OUT.png")
+    p.add_argument("--list", action="store_true", help="list the 45 parameters and their ranges")
     _add_model_options(p)
     p.set_defaults(func=cmd_pose)
 
@@ -344,10 +351,178 @@ def add_obs(sub) -> None:
     st.set_defaults(func=cmd_obs_status)
 
 
+# ------------------------------------------------------------------------------------ profile
+
+def cmd_profile_init(args: argparse.Namespace) -> int:
+    from .profile import init_profile
+    path = init_profile(args.image, args.out, force=args.force)
+    print(f"wrote {path}; edit it, or tune live in the preview window (s saves)")
+    return 0
+
+
+def cmd_profile_check(args: argparse.Namespace) -> int:
+    from .errors import ProfileError
+    from .profile import load_profile, profile_changes, profile_path_for
+    broken = 0
+    for item in args.paths:
+        path = profile_path_for(item)
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            print(f"thacam: error: {exc}", file=sys.stderr)
+            broken += 1
+            continue
+        n = len(profile_changes(profile, base_dir=path.resolve().parent))
+        print(f"{path}: ok ({n} value{'s differ' if n != 1 else ' differs'} from the built-in "
+              "defaults)")
+    return 2 if broken else 0
+
+
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    from .profile import (apply_overrides, effective_sources, load_profile, profile_path_for,
+                          render_toml, resolve_profile)
+    path = profile_path_for(args.path)
+    profile, _ = resolve_profile(None, path)      # logs "profile sets ..." per value
+    final = apply_overrides(profile, args)        # logs "flag --x overrides ..." per flag
+    sources = effective_sources(load_profile(path), final, file_label=path.name)
+    print(render_toml(final, base_dir=path.resolve().parent, docs=False, annotate=sources,
+                      header=f"effective settings: built-in defaults < {path} < command-line "
+                             "flags"), end="")
+    return 0
+
+
+def add_profile(sub) -> None:
+    from .profile import add_override_arguments
+    p = sub.add_parser("profile", help="per-character settings files (profiles/<image>.toml)")
+    psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    i = psub.add_parser("init", help="write a documented profile for a character image")
+    i.add_argument("image", type=Path, metavar="IMG")
+    i.add_argument("--out", type=Path, default=None, metavar="PATH",
+                   help="where to write it (default: profiles/<image stem>.toml)")
+    i.add_argument("--force", action="store_true", help="replace an existing profile")
+    i.set_defaults(func=cmd_profile_init)
+    c = psub.add_parser("check", help="validate profiles without running anything (exit 2 if "
+                        "one is broken)")
+    c.add_argument("paths", nargs="+", metavar="PATH|NAME")
+    c.set_defaults(func=cmd_profile_check)
+    s = psub.add_parser("show", help="the effective settings: defaults < profile < flags")
+    s.add_argument("path", metavar="PATH|NAME")
+    add_override_arguments(s, skip=("profile",))
+    s.set_defaults(func=cmd_profile_show)
+    for q in (i, c, s):
+        _add_common(q)
+
+
+# -------------------------------------------------------------------------------------- track
+
+def cmd_track(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import time
+
+    import cv2
+
+    from .pose import Pose
+    from .retarget import Retargeter
+    from .tracking import FaceTracker
+    from .weights import landmarker_path, temp_beside
+
+    if args.calibrate_frames < 0:
+        raise UserError(f"--calibrate-frames {args.calibrate_frames}: must be 0 or more")
+    model = landmarker_path(args.weights)
+    if not args.input.is_file():
+        raise UserError(f"--input {args.input}: no such file; give the path of a video file")
+    cap = cv2.VideoCapture(str(args.input))
+    ok, bgr = cap.read() if cap.isOpened() else (False, None)
+    if not ok:
+        cap.release()
+        raise UserError(f"--input {args.input}: OpenCV cannot decode it as a video; "
+                        "convert it to .mp4 (H.264) and try again")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    animator = None
+    if args.smooth:
+        from .animation import Animator
+        # Seeded: the idle layer's random blinks and sway make the same file on every run.
+        animator = Animator(seed=0)
+    retargeter = Retargeter()
+    # Poses wait until the calibration frames are in, so every row uses the same neutral.
+    pending: list | None = [] if args.calibrate_frames > 0 else None
+    n_frames = n_faces = 0
+    t0 = time.perf_counter()
+    tmp = temp_beside(args.out, ".tmp")
+    try:
+        with FaceTracker(model, mirror=args.mirror) as tracker, open(tmp, "w") as f, \
+                progress_bar() as bar:
+            task = bar.add_task(f"tracking {args.input.name}", total=total)
+
+            def emit(t_ms: float, obs) -> None:
+                pose = retargeter.update(obs) if obs is not None else None
+                if animator is not None:
+                    pose = animator.step(pose, t_ms / 1000.0)
+                row = {"t_ms": round(t_ms, 3), "face": obs is not None,
+                       "pose": (pose if pose is not None else Pose()).to_dict()}
+                f.write(json.dumps(row) + "\n")
+
+            while ok:
+                t_ms = n_frames * 1000.0 / fps
+                obs = tracker.detect_rgb(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t_ms)
+                n_frames += 1
+                n_faces += obs is not None
+                if pending is not None:
+                    pending.append((t_ms, obs))
+                    faces = [o for _, o in pending if o is not None]
+                    if len(faces) >= args.calibrate_frames:
+                        if faces:
+                            retargeter.calibrate(faces)
+                        for item in pending:
+                            emit(*item)
+                        pending = None
+                else:
+                    emit(t_ms, obs)
+                bar.advance(task)
+                ok, bgr = cap.read()
+            if pending:   # the clip ended before enough faces: calibrate on what there was
+                faces = [o for _, o in pending if o is not None]
+                if faces:
+                    retargeter.calibrate(faces)
+                for item in pending:
+                    emit(*item)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, args.out)
+    finally:
+        cap.release()
+        tmp.unlink(missing_ok=True)
+    elapsed = time.perf_counter() - t0
+    print(f"wrote {args.out}: {n_frames} frames, face in {n_faces} "
+          f"({n_faces / max(n_frames, 1):.0%}), {1000 * elapsed / max(n_frames, 1):.1f} ms/frame")
+    return 0
+
+
+def add_track(sub) -> None:
+    p = sub.add_parser("track", help="track a face video into THA3 poses (one JSON line per frame)")
+    p.add_argument("--input", type=Path, required=True, metavar="VIDEO", help="face video file")
+    p.add_argument("--out", type=Path, required=True, metavar="JSONL",
+                   help='output: {"t_ms", "face", "pose": {45 names}} per line')
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
+                   help="flip the video left-right first, like a selfie view (default: off)")
+    p.add_argument("--calibrate-frames", type=int, default=30, metavar="N",
+                   help="average the first N faces as the neutral head pose (0 = no "
+                        "calibration, a default pitch bias instead) (default: %(default)s)")
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                   help="pass the poses through the animator: smoothing, breathing, and the idle "
+                        "layer while no face is seen (default: on; --no-smooth = raw retarget)")
+    from .weights import DEFAULT_WEIGHTS_DIR
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
+                   help="folder with face_landmarker.task (default: %(default)s)")
+    p.set_defaults(func=cmd_track)
+
+
 # ----------------------------------------------------------------------------------- commands
 # Each add_* registers one subcommand; keep them in the order `thacam --help` lists them.
 
-COMMANDS: list[Callable] = [add_fetch, add_pose, add_demo, add_bench, add_obs]
+COMMANDS: list[Callable] = [add_fetch, add_pose, add_demo, add_bench, add_obs, add_profile, add_track]
 
 
 def build_parser() -> argparse.ArgumentParser:
