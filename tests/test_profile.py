@@ -1,4 +1,4 @@
-"""Profiles: TOML <-> settings, validation messages, precedence, live tuning, comment-preserving save.
+"""Profiles: TOML <-> settings, validation messages, precedence, live tuning, comment-keeping save.
 
 No models: everything here runs on TOML text, tiny generated PNGs and synthetic FaceObservations.
 CI budget: 30 s (measured: a few seconds, most of it the one subprocess run of the real CLI).
@@ -476,7 +476,8 @@ def test_profile_by_name_and_unknown_name(tmp_path, user_profile):
 def test_bad_flag_value_is_reported_against_the_flag():
     with pytest.raises(ProfileError) as info:
         P.apply_overrides(P.Profile(), _args(obs_port=70000))
-    assert str(info.value) == "flag --obs-port: obs.port: expected an integer in [1, 65535], got 70000"
+    assert str(info.value) == ("flag --obs-port: obs.port: expected an integer in [1, 65535], "
+                               "got 70000")
     with pytest.raises(ProfileError) as info:
         P.apply_overrides(P.Profile(), {"profile_set": ["retarget.blink_gian=1"]})
     assert "did you mean 'blink_" in str(info.value)
@@ -510,7 +511,8 @@ def test_init_writes_a_documented_profile_once(tmp_path, character, capsys):
 def test_offer_profile_asks_and_creates(tmp_path, character):
     assert P.offer_profile(character, profiles_dir=tmp_path / "p", ask=lambda q: "n") is None
     made = P.offer_profile(character, profiles_dir=tmp_path / "p", ask=lambda q: "y")
-    assert made == tmp_path / "p" / "alice.toml" and P.load_profile(made).character.image == character
+    assert made == tmp_path / "p" / "alice.toml"
+    assert P.load_profile(made).character.image == character
 
 
 # ------------------------------------------------------- the profile changes the retargeted pose

@@ -152,7 +152,8 @@ _SUPPLEMENT: dict[tuple[type, str], dict[str, Any]] = {
                              "help": "Neutral head pitch in degrees, subtracted from the tracked "
                                      "pitch (used when frames > 0; else retarget.pitch_bias_deg)."},
     (Calibration, "roll"): {"range": (-90.0, 90.0),
-                            "help": "Neutral head roll in degrees, subtracted from the tracked roll."},
+                            "help": "Neutral head roll in degrees, subtracted from the tracked "
+                                    "roll."},
     (Calibration, "frames"): {"range": (0, 1_000_000),
                               "help": "How many frames the neutral face was taken from; 0 = "
                                       "not calibrated yet (press c in the preview window)."},
@@ -473,9 +474,10 @@ def _decode_value(v: Any, spec: _Spec, info: FieldInfo, key: str, ctx: _Ctx) -> 
                      for n, d in zip(names, info.default))
     if spec.kind == "tuple":
         if not isinstance(v, list) or (spec.length is not None and len(v) != spec.length):
-            raise ProfileError(ctx.file, key, f"expected {_describe(spec, info.range)}, got "
-                               f"{_describe_value(v) if not isinstance(v, list) else f'{len(v)} values'}")
-        return tuple(_decode_scalar(x, spec.item, info, f"{key}[{i}]", ctx) for i, x in enumerate(v))
+            got = f"{len(v)} values" if isinstance(v, list) else _describe_value(v)
+            raise ProfileError(ctx.file, key, f"expected {_describe(spec, info.range)}, got {got}")
+        return tuple(_decode_scalar(x, spec.item, info, f"{key}[{i}]", ctx)
+                     for i, x in enumerate(v))
     if spec.kind == "map":
         if not isinstance(v, dict):
             raise ProfileError(ctx.file, key, f"expected a table, got {_describe_value(v)}")
@@ -723,7 +725,8 @@ def _field_doc(info: FieldInfo) -> str:
     extra = []
     if spec.kind == "choice" and not all(str(c) in text for c in spec.choices):
         extra.append("one of: " + ", ".join(str(c) for c in spec.choices))
-    elif spec.kind in ("int", "float") or (spec.kind == "tuple" and spec.item.kind in ("int", "float")):
+    elif spec.kind in ("int", "float") or (spec.kind == "tuple"
+                                           and spec.item.kind in ("int", "float")):
         if info.range is not None:
             lo, hi = info.range
             extra.append(f"range {'-inf' if lo is None else _num(lo)} .. "
@@ -804,7 +807,8 @@ def render_toml(profile: Profile = Profile(), *, base_dir: Path | None = None, d
             return
         lines.append(f"[{name}]")
         for k, v in value.items():
-            note = f"  # {annotate[f'{name}.{k}']}" if annotate and f"{name}.{k}" in annotate else ""
+            full = f"{name}.{k}"
+            note = f"  # {annotate[full]}" if annotate and full in annotate else ""
             lines.append(f"{_key(str(k))} = {_fmt(_encode_value(v, item, base_dir))}{note}")
 
     table(profile, "", "")
@@ -1181,7 +1185,9 @@ def init_profile(image: Path | str, out: Path | str | None = None, *, force: boo
     from .character import load_character
     image = Path(image).expanduser().resolve()
     load_character(image)  # a profile for an image thacam cannot use would only fail later
-    out = Path(out) if out is not None else Path(profiles_dir or PROFILES_DIR) / f"{image.stem}.toml"
+    if out is None:
+        out = Path(profiles_dir or PROFILES_DIR) / f"{image.stem}.toml"
+    out = Path(out)
     if out.exists() and not force:
         raise ProfileError(out, None, "already exists; edit it, or pass --force to replace it "
                            "with a fresh one")
