@@ -163,19 +163,23 @@ def _captured_stderr() -> Iterator[None]:
     when a landmarker is created and on its first inference. They are kept at DEBUG level instead.
     Python-level writes to sys.stderr in that short window land in the same file and are logged too.
     """
+    # The C++ side writes to descriptor 2 whatever sys.stderr is (pytest, rich and IDEs replace
+    # that object), so descriptor 2 is what gets redirected.
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):   # pytest capture, embedded interpreters
+        saved = os.dup(fd)
+    except OSError:   # no descriptor 2 at all (a daemon): nothing to silence
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    if sys.stderr is not None:
+        sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), fd)
         try:
             yield
         finally:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
             tmp.seek(0)
