@@ -1047,7 +1047,7 @@ def add_override_arguments(p: argparse.ArgumentParser, *, skip: Iterable[str] = 
     add("obs_scene", "--obs-scene", metavar="NAME")
     add("obs_source", "--obs-source", metavar="NAME")
     add("profile_set", "--set-profile", action="append", metavar="KEY=VALUE",
-        help="set any profile key, e.g. --set-profile retarget.blink_gain=1.2 (repeatable)")
+        help="set any profile key, e.g. --set-profile retarget.blink_full=0.3 (repeatable)")
 
 
 def _choices(section: str, name: str) -> tuple:
