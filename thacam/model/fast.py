@@ -1,0 +1,344 @@
+"""The poser path the renderer runs: THA3's four per-frame stages, exact caching, pluggable backends.
+
+:class:`StagedPoser` runs the same maths as :meth:`Poser.stages` (bit-exact on the torch backend)
+but split into four stages so that
+
+* work whose inputs did not change since the last frame is skipped, exactly: the eyebrow
+  combiner's output is reused while ``pose[EYEBROW]`` is unchanged, the face morpher's while the
+  eyebrow and ``pose[FACE]`` values are unchanged, and the whole frame while the rotation values
+  are too. Keys are the exact bytes of the pose slices of the CPU copy of the pose, so a frame
+  never syncs with the GPU to decide. In live use brows often hold still for many frames;
+  random benchmark poses never hit.
+* each stage can run on another backend: PyTorch (default), an OpenVINO graph exported from the
+  same modules (``thacam.export``; CPU float32), or PyTorch with CUDA graphs (static buffers,
+  replay; falls back to plain PyTorch when CUDA is absent).
+
+Must not import cv2, mediapipe, or openvino at module level (the export is optional).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import pose as P
+from .poser import EYEBROW_IN_FACE, FACE_CROP, IMAGE_SIZE, ROTATOR_SIZE, Poser
+
+__all__ = ["StageModules", "StageRunner", "TorchRunner", "StaticCall", "CudaGraphRunner",
+           "StagedPoser", "STAGE_NAMES", "BACKENDS", "select_runner"]
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = ("combiner", "face_morpher", "rotator", "editor")
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+# ------------------------------------------------------------------------------ stage modules
+
+class CombinerStage(nn.Module):
+    def __init__(self, poser: Poser):
+        super().__init__()
+        self.net = poser.eyebrow_morphing_combiner
+
+    def forward(self, background: Tensor, eyebrow: Tensor, pose_eyebrow: Tensor) -> Tensor:
+        return self.net(background, eyebrow, pose_eyebrow)
+
+
+class FaceStage(nn.Module):
+    def __init__(self, poser: Poser):
+        super().__init__()
+        self.net = poser.face_morpher
+
+    def forward(self, face_in: Tensor, pose_face: Tensor) -> Tensor:
+        return self.net(face_in, pose_face)
+
+
+class RotatorStage(nn.Module):
+    def __init__(self, poser: Poser):
+        super().__init__()
+        self.net = poser.two_algo_face_body_rotator
+
+    def forward(self, full: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
+        return self.net(_resize(full, ROTATOR_SIZE), rotation)
+
+
+class EditorStage(nn.Module):
+    def __init__(self, poser: Poser):
+        super().__init__()
+        self.net = poser.editor
+
+    def forward(self, full: Tensor, warped_half: Tensor, grid_half: Tensor,
+                rotation: Tensor) -> Tensor:
+        return self.net(full, _resize(warped_half, IMAGE_SIZE), _resize(grid_half, IMAGE_SIZE),
+                        rotation)
+
+
+class StageModules(nn.Module):
+    """The four per-frame stages as tensor-in/tensor-out modules (what backends export)."""
+
+    def __init__(self, poser: Poser):
+        super().__init__()
+        self.combiner = CombinerStage(poser)
+        self.face_morpher = FaceStage(poser)
+        self.rotator = RotatorStage(poser)
+        self.editor = EditorStage(poser)
+
+
+class StageRunner(Protocol):
+    """Runs one named stage on torch tensors (on the poser's device) and returns torch tensors."""
+
+    name: str
+
+    def __call__(self, stage: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]: ...
+
+
+class TorchRunner:
+    name = "torch"
+
+    def __init__(self, modules: StageModules):
+        self.modules = modules
+
+    def __call__(self, stage: str, *inputs: Tensor):
+        with torch.inference_mode():
+            return getattr(self.modules, stage)(*inputs)
+
+
+# ------------------------------------------------------------------------------- CUDA graphs
+
+class StaticCall:
+    """One function replayed on preallocated static buffers.
+
+    On CUDA the call is captured once into a CUDA graph (after a warm-up on a side stream, as
+    PyTorch requires) and each call copies the inputs into the static input buffers and replays
+    it: one launch instead of hundreds. ``capture=False`` keeps the same buffer discipline but
+    calls the function eagerly on the static buffers, which is how the logic is tested on CPU.
+    The returned tensors ARE the static output buffers: they are overwritten by the next call.
+    """
+
+    def __init__(self, fn: Callable[..., Tensor | tuple[Tensor, ...]],
+                 example: Sequence[Tensor], capture: bool):
+        self.fn = fn
+        with torch.inference_mode():
+            self.inputs = [x.detach().clone() for x in example]
+        self.graph = None
+        if capture:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(3):
+                    fn(*self.inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph), torch.inference_mode():
+                out = fn(*self.inputs)
+        else:
+            with torch.inference_mode():
+                out = fn(*self.inputs)
+        self.tuple_out = isinstance(out, tuple)
+        self.outputs = list(out) if self.tuple_out else [out]
+
+    @torch.inference_mode()
+    def __call__(self, *inputs: Tensor):
+        for buf, x in zip(self.inputs, inputs):
+            if buf.data_ptr() != x.data_ptr():
+                buf.copy_(x, non_blocking=True)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            out = self.fn(*self.inputs)
+            for buf, o in zip(self.outputs, out if self.tuple_out else (out,)):
+                buf.copy_(o)
+        return tuple(self.outputs) if self.tuple_out else self.outputs[0]
+
+
+class CudaGraphRunner:
+    """Each stage captured once per input shape into a :class:`StaticCall`."""
+
+    name = "torch+cudagraph"
+
+    def __init__(self, modules: StageModules, capture: bool | None = None):
+        self.modules = modules
+        self.capture = torch.cuda.is_available() if capture is None else capture
+        self.calls: dict[tuple, StaticCall] = {}
+
+    def __call__(self, stage: str, *inputs: Tensor):
+        key = (stage,) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
+        call = self.calls.get(key)
+        if call is None:
+            call = self.calls[key] = StaticCall(getattr(self.modules, stage), inputs, self.capture)
+            # Capture already ran the stage on these very inputs; its outputs are valid.
+            return tuple(call.outputs) if call.tuple_out else call.outputs[0]
+        return call(*inputs)
+
+
+# ------------------------------------------------------------------------------------ poser
+
+class StagedPoser:
+    """Poser.forward, stage by stage, with exact reuse of unchanged stages and a chosen backend.
+
+    ``cache=True`` reuses stage outputs while their pose slices are byte-identical to the last
+    call's (for the whole batch). Returned tensors must not be modified in place: the same
+    tensor comes back while the pose is unchanged.
+    """
+
+    def __init__(self, poser: Poser, runner: StageRunner | None = None, cache: bool = True):
+        self.poser = poser
+        self.modules = StageModules(poser)
+        self.runner: StageRunner = runner or TorchRunner(self.modules)
+        self.cache = cache
+        self.stage_ms: dict[str, float] = {}
+        self._clear()
+
+    @classmethod
+    def build(cls, poser: Poser, backend: str = "torch", threads: int = 0, cache: bool = True,
+              progress: Callable[[str, int, int], None] | None = None) -> "StagedPoser":
+        staged = cls(poser, cache=cache)
+        staged.runner = select_runner(staged.modules, backend, threads=threads, progress=progress)
+        return staged
+
+    @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    def _clear(self) -> None:
+        self._keys: list[bytes | None] = [None, None, None]
+        self._eyebrows = self._full = self._output = None
+        self._expanded: dict[int, tuple[Tensor, ...]] = {}
+
+    def set_character(self, image: Tensor) -> None:
+        self.poser.set_character(image)
+        self._clear()
+
+    def _character_inputs(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        # Contiguous copies per batch size, made once per character (exported graphs and static
+        # CUDA-graph buffers want real memory, not an expand() view).
+        got = self._expanded.get(n)
+        if got is None:
+            p = self.poser
+            got = tuple(t.expand(n, -1, -1, -1).contiguous() for t in (
+                p.background_layer, p.eyebrow_layer, p.character,
+                p.character[:, :, FACE_CROP[0], FACE_CROP[1]]))
+            self._expanded[n] = got
+        return got  # background, eyebrow, image, face crop
+
+    def __call__(self, pose: np.ndarray | Tensor, timings: dict[str, float] | None = None
+                 ) -> Tensor:
+        return self.forward(pose, timings)
+
+    def forward(self, pose: np.ndarray | Tensor, timings: dict[str, float] | None = None
+                ) -> Tensor:
+        """(N,45) pose (numpy or CPU tensor: the cache keys come from it) -> (N,4,512,512).
+
+        With ``timings`` given, each stage's wall time in ms is stored there (stages skipped by
+        the cache are absent); on CUDA that synchronises after each stage, so only the bench
+        asks for it.
+        """
+        p = self.poser
+        if p.character is None:
+            raise RuntimeError("call set_character() before posing")
+        host = pose.detach().cpu().numpy() if isinstance(pose, Tensor) else np.asarray(pose)
+        host = np.ascontiguousarray(host.reshape(-1, P.NUM_PARAMS), dtype=np.float32)
+        n = host.shape[0]
+        dev = torch.from_numpy(host)
+        if p.device.type == "cuda":
+            dev = dev.pin_memory().to(p.device, p.dtype, non_blocking=True)
+        else:
+            dev = dev.to(p.device, p.dtype)
+        background, eyebrow, image, face_crop = self._character_inputs(n)
+        keys = [host[:, P.EYEBROW].tobytes(), host[:, P.FACE].tobytes(),
+                host[:, P.ROTATION].tobytes()]
+        # A stage is fresh only if its own slice and every earlier one are unchanged.
+        same = [False, False, False]
+        if self.cache:
+            ok = True
+            for i in range(3):
+                ok = ok and keys[i] == self._keys[i]
+                same[i] = ok
+        run = self._timed if timings is not None else self._plain
+        self._keys = [None, None, None]  # a stage that raises must not leave a stale key behind
+        with torch.inference_mode():
+            self._run_stages(run, timings, same, dev, background, eyebrow, image, face_crop)
+        self._keys = keys if self.cache else [None, None, None]
+        return self._output
+
+    def _run_stages(self, run, timings, same, dev, background, eyebrow, image, face_crop):
+        if not same[0]:
+            self._eyebrows = run(timings, "combiner", background, eyebrow, dev[:, P.EYEBROW])
+        if not same[1]:
+            face_in = face_crop.clone()
+            face_in[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = self._eyebrows
+            face = run(timings, "face_morpher", face_in, dev[:, P.FACE])
+            full = image.clone()
+            full[:, :, FACE_CROP[0], FACE_CROP[1]] = face
+            self._full = full
+        if not same[2]:
+            rotation = dev[:, P.ROTATION]
+            warped, grid = run(timings, "rotator", self._full, rotation)
+            out = run(timings, "editor", self._full, warped, grid, rotation)
+            # A CUDA-graph runner returns its static buffer, which the next replay overwrites.
+            self._output = out.clone() if isinstance(self.runner, CudaGraphRunner) else out
+
+    def _plain(self, timings, stage: str, *inputs: Tensor):
+        return self.runner(stage, *inputs)
+
+    def _timed(self, timings: dict[str, float], stage: str, *inputs: Tensor):
+        cuda = self.poser.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = self.runner(stage, *inputs)
+        if cuda:
+            torch.cuda.synchronize()
+        timings[stage] = (time.perf_counter() - t0) * 1000.0
+        return out
+
+
+# --------------------------------------------------------------------------- backend choice
+
+BACKENDS = ("torch", "openvino", "auto")
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, msg: str, *args) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(msg, *args)
+
+
+def select_runner(modules: StageModules, backend: str = "torch", threads: int = 0,
+                  cuda_graphs: bool = True,
+                  progress: Callable[[str, int, int], None] | None = None) -> StageRunner:
+    """The runner for ``backend``: torch | openvino | auto.
+
+    auto = OpenVINO for float32 on the CPU when the package is installed (silently PyTorch
+    otherwise). An explicit ``openvino`` that cannot run warns once per process and falls back
+    to PyTorch. On CUDA, PyTorch stages are replayed through CUDA graphs when ``cuda_graphs``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    p = next(modules.parameters())
+    if backend in ("openvino", "auto") and p.device.type == "cpu" and p.dtype == torch.float32:
+        from ..export import ExportError, OpenVinoRunner, openvino_version
+        if backend == "openvino" or openvino_version() is not None:
+            try:
+                return OpenVinoRunner(modules, threads=threads, progress=progress)
+            except ExportError as exc:
+                _warn_once("openvino", "OpenVINO backend unavailable (%s); using PyTorch", exc)
+            except Exception as exc:  # noqa: BLE001 - any export/compile failure: fall back
+                _warn_once("openvino", "OpenVINO backend failed (%s: %s); using PyTorch",
+                           type(exc).__name__, exc)
+    elif backend == "openvino":
+        _warn_once("openvino-dev", "the OpenVINO backend runs float32 on the CPU only; "
+                   "using PyTorch on %s (%s)", p.device.type, str(p.dtype).removeprefix("torch."))
+    if p.device.type == "cuda" and cuda_graphs:
+        return CudaGraphRunner(modules)
+    return TorchRunner(modules)
