@@ -71,11 +71,15 @@ def test_bench_json_fields(weights_dir, capsys):
     # The same frame went through thacam and the reference: they must agree.
     assert r["accuracy"]["max_abs"] <= TOL and r["accuracy"]["max_abs_vs_reference"] <= TOL
     assert r["batch_fps"]["1"] == pytest.approx(1000.0 / r["thacam_ms"])
+    assert r["brows_held_ms"] > 0
+    assert r["brows_held_ratio"] == pytest.approx(r["reference_ms"] / r["brows_held_ms"])
 
 
-def test_staged_torch_path_matches_poser(setup):
+@pytest.mark.parametrize("fused", [False, True])
+def test_staged_torch_path_matches_poser(setup, fused):
+    """Plain stages and the fused forms (merged heads, no concat) both equal Poser.forward."""
     poser, image, poses, plain = setup
-    staged = StagedPoser(poser, cache=False)
+    staged = StagedPoser(poser, cache=False, fused=fused)
     for k in ("a", "c"):
         out = staged(poses[k])
         assert out.shape == (1, 4, 512, 512)
@@ -173,7 +177,7 @@ def test_openvino_backend_psnr(setup):
     pytest.importorskip("openvino")
     poser, image, poses, plain = setup
     from thacam.export import OpenVinoRunner
-    staged = StagedPoser(poser)
+    staged = StagedPoser(poser, fused=True)
     staged.runner = OpenVinoRunner(staged.modules)
     for k in ("a", "b"):
         out = staged(poses[k])

@@ -31,7 +31,7 @@ from .character import load_character, to_model_input
 from .errors import UserError
 from .model import NETWORK_NAMES, Poser
 from .model.fast import STAGE_NAMES, StagedPoser, select_runner
-from .pose import NUM_PARAMS, PARAMS
+from .pose import EYEBROW, NUM_PARAMS, PARAMS
 from .weights import sample_path, variant_dir
 
 __all__ = ["BenchSettings", "BenchResult", "run_bench", "format_results", "random_poses",
@@ -65,6 +65,8 @@ class BenchResult:
     reference_ms: float | None
     reference_min_ms: float | None
     ratio: float | None
+    brows_held_ms: float
+    brows_held_ratio: float | None
     per_network_ms: dict[str, float]
     peak_mem_mb: float
     reference_peak_mem_mb: float | None
@@ -209,9 +211,13 @@ def _bench_device(s: BenchSettings, device_name: str,
 
     say(f"{device_name}: loading thacam")
     poser = Poser.load(s.weights_dir, "separable_float").to(device, dtype)
-    staged = StagedPoser(poser)
-    staged.runner = select_runner(staged.modules, s.backend, threads=threads)
+    staged = StagedPoser.build(poser, s.backend, threads=threads)
+    # The same poser and runner with the eyebrows held still, as they often are live: shows what
+    # the exact stage cache saves (the random poses of the main series never hit it).
+    steady = StagedPoser(poser, runner=staged.runner, fused=staged.modules.fused)
+    steady.modules = staged.modules
     staged.set_character(image)
+    steady._clear()
     # Plain PyTorch float32 on the same device: what the backend's accuracy is judged against.
     plain = Poser.load(s.weights_dir, "separable_float").to(device, torch.float32)
     plain.set_character(image)
@@ -229,7 +235,7 @@ def _bench_device(s: BenchSettings, device_name: str,
     total = s.warmup + s.frames
     poses = random_poses(total, rng)
     mem, ref_mem = _Memory(device), _Memory(device)
-    mine, theirs, stage_ms = [], [], {}
+    mine, theirs, held, stage_ms = [], [], [], {}
     accuracy: dict[str, float | str | None] = {"against": "pytorch float32"}
     for i in range(total):
         say(f"{device_name}: frame {i + 1}/{total}")
@@ -245,6 +251,11 @@ def _bench_device(s: BenchSettings, device_name: str,
                     mine.append(ms)
                     for k, v in timings.items():
                         stage_ms.setdefault(k, []).append(v)
+                brows_held = pose.copy()
+                brows_held[:, EYEBROW] = poses[0, EYEBROW]
+                ms, _ = _timed(device, lambda: steady(brows_held))
+                if timed:
+                    held.append(ms)
             elif ref is not None:
                 with ref_mem.measure(enabled=timed):
                     ms, outs[1] = _timed(device, lambda: ref(ref_image, pose))
@@ -288,7 +299,10 @@ def _bench_device(s: BenchSettings, device_name: str,
         device=device_name, precision=str(dtype).removeprefix("torch."), backend=staged.backend,
         thacam_ms=t_ms, thacam_min_ms=min(mine), reference_ms=r_ms,
         reference_min_ms=min(theirs) if theirs else None,
-        ratio=(r_ms / t_ms) if r_ms is not None else None, per_network_ms=per_network,
+        ratio=(r_ms / t_ms) if r_ms is not None else None,
+        brows_held_ms=statistics.median(held),
+        brows_held_ratio=(r_ms / statistics.median(held)) if r_ms is not None else None,
+        per_network_ms=per_network,
         peak_mem_mb=mem.peak_mb, reference_peak_mem_mb=ref_mem.peak_mb if ref else None,
         accuracy=accuracy, batch_fps=batch_fps, frames=s.frames, threads=threads, notes=notes)
 
@@ -321,6 +335,11 @@ def format_results(results: Sequence[BenchResult]) -> str:
         lines.append(f"  reference  {ref}")
         if r.ratio is not None:
             lines.append(f"  ratio      {r.ratio:9.2f} x  (reference / thacam)")
+        held = (f"  brows held {r.brows_held_ms:9.1f} ms median (same poses, eyebrows unchanged: "
+                "the combiner's output is reused, exactly)")
+        if r.brows_held_ratio is not None:
+            held += f" -> {r.brows_held_ratio:.2f} x"
+        lines.append(held)
         lines.append("  per network (ms, median):")
         for k, v in r.per_network_ms.items():
             once = "  (once per character)" if k == "eyebrow_decomposer" else ""

@@ -37,7 +37,7 @@ __all__ = ["openvino_version", "cache_root", "weights_key", "OpenVinoRunner", "E
 log = logging.getLogger(__name__)
 
 # Bump when the exported graphs' inputs, outputs or conversion options change.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 
 
 class ExportError(RuntimeError):
@@ -63,7 +63,8 @@ def cache_root() -> Path:
 def weights_key(modules: StageModules, runtime_version: str) -> str:
     """A digest of every weight byte and the versions that shape the exported graph."""
     h = hashlib.sha256()
-    h.update(f"format={EXPORT_FORMAT};runtime={runtime_version};torch={torch.__version__}".encode())
+    h.update(f"format={EXPORT_FORMAT};runtime={runtime_version};torch={torch.__version__};"
+             f"fused={modules.fused}".encode())
     for name, t in sorted(modules.state_dict().items()):
         h.update(name.encode())
         h.update(str(t.dtype).encode())

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import pose as P
+from .fused import FusedCombiner, FusedEditor, FusedFaceMorpher
 from .poser import EYEBROW_IN_FACE, FACE_CROP, IMAGE_SIZE, ROTATOR_SIZE, Poser
 
 __all__ = ["StageModules", "StageRunner", "TorchRunner", "StaticCall", "CudaGraphRunner",
@@ -45,18 +46,20 @@ def _resize(x: Tensor, size: int) -> Tensor:
 # ------------------------------------------------------------------------------ stage modules
 
 class CombinerStage(nn.Module):
-    def __init__(self, poser: Poser):
+    def __init__(self, poser: Poser, fused: bool = False):
         super().__init__()
-        self.net = poser.eyebrow_morphing_combiner
+        net = poser.eyebrow_morphing_combiner
+        self.net = FusedCombiner(net) if fused else net
 
     def forward(self, background: Tensor, eyebrow: Tensor, pose_eyebrow: Tensor) -> Tensor:
         return self.net(background, eyebrow, pose_eyebrow)
 
 
 class FaceStage(nn.Module):
-    def __init__(self, poser: Poser):
+    def __init__(self, poser: Poser, fused: bool = False):
         super().__init__()
-        self.net = poser.face_morpher
+        net = poser.face_morpher
+        self.net = FusedFaceMorpher(net) if fused else net
 
     def forward(self, face_in: Tensor, pose_face: Tensor) -> Tensor:
         return self.net(face_in, pose_face)
@@ -72,9 +75,9 @@ class RotatorStage(nn.Module):
 
 
 class EditorStage(nn.Module):
-    def __init__(self, poser: Poser):
+    def __init__(self, poser: Poser, fused: bool = False):
         super().__init__()
-        self.net = poser.editor
+        self.net = FusedEditor(poser.editor) if fused else poser.editor
 
     def forward(self, full: Tensor, warped_half: Tensor, grid_half: Tensor,
                 rotation: Tensor) -> Tensor:
@@ -83,14 +86,18 @@ class EditorStage(nn.Module):
 
 
 class StageModules(nn.Module):
-    """The four per-frame stages as tensor-in/tensor-out modules (what backends export)."""
+    """The four per-frame stages as tensor-in/tensor-out modules (what backends export).
 
-    def __init__(self, poser: Poser):
+    ``fused`` swaps in the equal-but-faster forms of model/fused.py (separable variant only).
+    """
+
+    def __init__(self, poser: Poser, fused: bool = False):
         super().__init__()
-        self.combiner = CombinerStage(poser)
-        self.face_morpher = FaceStage(poser)
+        self.fused = fused = fused and poser.variant == "separable"
+        self.combiner = CombinerStage(poser, fused)
+        self.face_morpher = FaceStage(poser, fused)
         self.rotator = RotatorStage(poser)
-        self.editor = EditorStage(poser)
+        self.editor = EditorStage(poser, fused)
 
 
 class StageRunner(Protocol):
@@ -190,9 +197,10 @@ class StagedPoser:
     tensor comes back while the pose is unchanged.
     """
 
-    def __init__(self, poser: Poser, runner: StageRunner | None = None, cache: bool = True):
+    def __init__(self, poser: Poser, runner: StageRunner | None = None, cache: bool = True,
+                 fused: bool = False):
         self.poser = poser
-        self.modules = StageModules(poser)
+        self.modules = StageModules(poser, fused)
         self.runner: StageRunner = runner or TorchRunner(self.modules)
         self.cache = cache
         self.stage_ms: dict[str, float] = {}
@@ -200,8 +208,9 @@ class StagedPoser:
 
     @classmethod
     def build(cls, poser: Poser, backend: str = "torch", threads: int = 0, cache: bool = True,
-              progress: Callable[[str, int, int], None] | None = None) -> "StagedPoser":
-        staged = cls(poser, cache=cache)
+              fused: bool = True, progress: Callable[[str, int, int], None] | None = None
+              ) -> "StagedPoser":
+        staged = cls(poser, cache=cache, fused=fused)
         staged.runner = select_runner(staged.modules, backend, threads=threads, progress=progress)
         return staged
 
