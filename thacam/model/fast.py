@@ -1,7 +1,8 @@
-"""The poser path the renderer runs: THA3's four per-frame stages, exact caching, pluggable backends.
+"""The poser path the renderer runs: THA3's four per-frame stages, exact caching, backends.
 
-:class:`StagedPoser` runs the same maths as :meth:`Poser.stages` (bit-exact on the torch backend)
-but split into four stages so that
+:class:`StagedPoser` runs the same maths as :meth:`Poser.stages` (on the torch backend equal to
+float32 rounding, <= 1e-4; ``build`` picks the fused forms of model/fused.py) but split into four
+stages so that
 
 * work whose inputs did not change since the last frame is skipped, exactly: the eyebrow
   combiner's output is reused while ``pose[EYEBROW]`` is unchanged, the face morpher's while the
