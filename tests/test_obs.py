@@ -11,9 +11,14 @@ import base64
 import dataclasses
 import io
 import logging
+import os
 import queue
 import secrets
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +215,17 @@ def test_setup_command_creates_one_keyed_source_and_is_idempotent(obs, names, ca
     assert "OBS 29" in out or "OBS 3" in out
     assert "source 'thacam-avatar': yes (v4l2_input, thacam, hidden in the scene)" in out
     assert "filter 'thacam-chroma': yes (key colour 10,200,30)" in out
+
+
+@pytest.mark.obs
+def test_setup_keys_the_profiles_background_colour(obs, names, tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[output]\nbackground = [255, 0, 255]\n\n[obs]\nscene = "{names["scene"]}"\n'
+                       f'source = "{names["source"]}"\n')
+    assert cli.main(["obs", "setup", "--profile", str(profile), "--obs-port", str(obs.port)]) == 0
+    assert len(_items(obs, names["scene"], names["source"])) == 1
+    (key,) = _filters(obs, names["source"])
+    assert key["filterSettings"]["key_color"] == 0xFF00FF
 
 
 @pytest.mark.obs
@@ -442,3 +458,66 @@ def test_wrong_or_missing_password_names_the_variable_and_is_never_shown(obs, na
         repr(r.args) for r in caplog.records)
     assert caplog.records                            # the log was really captured
     assert wrong not in text and obs.password not in text
+
+
+# --------------------------------------------------------------------------- the live run
+
+@pytest.mark.obs
+@pytest.mark.slow
+def test_live_run_keeps_writing_frames_through_an_obs_restart_and_hides_on_ctrl_c(
+        tmp_path, weights_dir, samples_dir, faces_dir, record_property):
+    """`thacam --character ... --obs`, end to end: a real THA3 run writing PNG frames."""
+    require_obs_binaries()
+    server = HeadlessOBS(tmp_path / "obs", password=secrets.token_urlsafe(12))
+    profile = tmp_path / "p.toml"
+    profile.write_text("[obs]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\npoll_s = 0.2\n")
+    frames = tmp_path / "frames"
+    log_path = tmp_path / "thacam.log"
+    cmd = [sys.executable, "-m", "thacam.cli", "--character", str(samples_dir / "crypko_00.png"),
+           "--camera", str(faces_dir / "d19.mp4"), "--output", str(frames), "--obs",
+           "--obs-port", str(server.port), "--profile", str(profile), "--weights",
+           str(weights_dir), "--device", "cpu", "--stats-every", "0"]
+    env = {**os.environ, PASSWORD_ENV: server.password}
+    s = ObsSettings()
+
+    def written() -> int:
+        return len(list(frames.glob("*.png"))) if frames.is_dir() else 0
+
+    server.start()
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=Path(__file__).resolve().parent.parent)
+    try:
+        def shown():
+            if proc.poll() is not None:
+                pytest.fail(f"thacam exited with rc {proc.returncode}:\n{log_path.read_text()}")
+            return _enabled(server, s.scene, s.source)
+
+        _wait_for(shown, 180, "thacam's first frame to show its source in OBS")
+        server.kill()                                   # OBS dies mid-run
+        at_kill = written()
+        _wait_for(lambda: written() >= at_kill + 2, 120, "frames while OBS is gone")
+        server.start(fresh=True)                        # and comes back empty
+        _wait_for(shown, 60, "thacam to set its source up again and show it")
+        record_property("obs_launch_to_source_shown_s",
+                        round(time.monotonic() - server.launched_at, 2))
+        proc.send_signal(signal.SIGINT)                 # Ctrl-C
+        rc = proc.wait(120)
+        hidden = _enabled(server, s.scene, s.source)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        try:
+            server.close()
+        except ObsDied as exc:
+            pytest.fail(str(exc))
+    text = log_path.read_text()
+    assert rc == 0, text
+    assert hidden is False, "Ctrl-C did not hide thacam's source\n" + text
+    assert written() >= at_kill + 2
+    for png in sorted(frames.glob("*.png"))[-2:]:
+        assert np.array(Image.open(png)).shape[2] == 4      # real RGBA frames, decodable
+    assert text.count("lost the connection to OBS") == 1, text
+    assert "OBS is back" in text
+    assert server.password not in text
