@@ -182,9 +182,8 @@ class CudaGraphRunner:
         key = (stage,) + tuple((tuple(x.shape), x.dtype, x.device) for x in inputs)
         call = self.calls.get(key)
         if call is None:
+            # A captured graph has recorded the work but not done it: the first call replays too.
             call = self.calls[key] = StaticCall(getattr(self.modules, stage), inputs, self.capture)
-            # Capture already ran the stage on these very inputs; its outputs are valid.
-            return tuple(call.outputs) if call.tuple_out else call.outputs[0]
         return call(*inputs)
 
 
