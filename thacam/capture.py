@@ -88,6 +88,11 @@ class Latest(Generic[T]):
             self._taken = True
             return self._seq, self._value
 
+    def newest(self) -> T | None:
+        """The newest value without taking it (for monitoring: it is not counted as read)."""
+        with self._cond:
+            return self._value
+
     def wait_newer(self, seq: int, timeout: float | None) -> tuple[int, T] | None:
         """The newest value once its sequence number is above ``seq``; None on timeout."""
         with self._cond:
