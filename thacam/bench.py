@@ -223,7 +223,8 @@ def _bench_device(s: BenchSettings, device_name: str,
     base = mem.resident_mb()
     say(f"{device_name}: loading thacam")
     poser = Poser.load(s.weights_dir, "separable_float").to(device, dtype)
-    staged = StagedPoser.build(poser, s.backend, threads=threads)
+    staged = StagedPoser.build(poser, s.backend, threads=threads, progress=lambda stage, i, n: say(
+        f"{device_name}: building the OpenVINO model (once per machine): {stage} {i}/{n}"))
     # The same poser and runner with the eyebrows held still, as they often are live: shows what
     # the exact stage cache saves (the random poses of the main series never hit it).
     steady = StagedPoser(poser, runner=staged.runner, fused=staged.modules.fused)
