@@ -20,7 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from .errors import CharacterError
 
 __all__ = ["Character", "load_character", "srgb_to_linear", "linear_to_srgb", "to_model_input",
-           "SIZE", "prepare_hint"]
+           "SIZE", "prepare_hint", "check_character", "character_advice", "touching_edges",
+           "FACE_TARGET", "FACE_CX_RANGE", "FACE_CY_RANGE", "FACE_W_RANGE"]
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +116,107 @@ def to_model_input(rgba: np.ndarray) -> np.ndarray:
     x[rgba[..., 3] == 0] = 0.0
     x[..., :3] = srgb_to_linear(x[..., :3])
     return (x.transpose(2, 0, 1) * 2.0 - 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- placement checks
+
+# Where the official samples have their faces: MediaPipe's face detector (face_detector.tflite in
+# face_landmarker.task, min confidence 0.3, best box) on each of the 10 samples composited on
+# white. Centre x, centre y and width of the box in px; tests/test_prepare.py re-measures them.
+FACE_TARGET = (259.85, 156.15, 86.1)       # the mean: where `thacam prepare` puts the face
+FACE_CX_RANGE = (251.5, 271.5)
+FACE_CY_RANGE = (142.0, 164.0)
+FACE_W_RANGE = (70.0, 96.0)
+# Looser than what `thacam prepare` guarantees (12 px, 15%): hand-made characters that THA3
+# animates well vary more than the samples do, and a warning on every run would be noise.
+CHECK_SLACK_PX = 24.0
+CHECK_SLACK = 0.25
+
+
+def touching_edges(alpha: np.ndarray, min_pixels: int = 3, level: int = 16) -> tuple[str, ...]:
+    """The sides ("top", "left", "right", "bottom") the character's pixels touch.
+
+    A few faint pixels (anti-aliasing, a stray hair) do not count: at least ``min_pixels`` on the
+    outermost row or column with alpha >= ``level`` (uint8) do.
+    """
+    a = alpha if alpha.dtype == np.uint8 else np.clip(alpha * 255, 0, 255)
+    sides = {"top": a[0], "left": a[:, 0], "right": a[:, -1], "bottom": a[-1]}
+    return tuple(name for name, line in sides.items() if int((line >= level).sum()) >= min_pixels)
+
+
+def check_character(character: Character, landmarker: Path | None = None) -> list[str]:
+    """What about a loaded character differs from what THA3 expects (empty list: nothing).
+
+    Checks colour left in transparent pixels (read from the file: loading zeroes it), the
+    character running off the top or sides, and the face position and size against the official
+    samples (MediaPipe's face detector; skipped when the model file or mediapipe is missing).
+    Running off the bottom is normal (a bust) and not reported.
+    """
+    problems: list[str] = []
+    if character.path is not None and Path(character.path).is_file():
+        try:
+            raw = np.asarray(_open(Path(character.path)).convert("RGBA"))
+            if raw.shape == character.rgba.shape:
+                clear = raw[..., 3] == 0
+                n = int((clear & raw[..., :3].any(axis=2)).sum())
+                # A few stray pixels (the official samples have 3-225) are harmless: it is the
+                # whole background left under zero alpha that tells of a careless export.
+                if n > 0.01 * max(int(clear.sum()), 1):
+                    problems.append(f"{n} fully transparent pixels carry colour (THA3 expects "
+                                    "(0,0,0,0) there; thacam zeroes them when loading)")
+        except CharacterError:  # it loaded a moment ago; a file changing under us is not ours
+            pass
+    cut = [s for s in touching_edges(character.rgba[..., 3]) if s != "bottom"]
+    if cut:
+        problems.append(f"the character touches the {' and '.join(cut)} edge of the frame "
+                        "(cut off; THA3 animates a whole head and shoulders)")
+    problems += _head_problems(character, landmarker)
+    return problems
+
+
+def _head_problems(character: Character, landmarker: Path | None) -> list[str]:
+    from .weights import DEFAULT_WEIGHTS_DIR
+    task = Path(landmarker) if landmarker else DEFAULT_WEIGHTS_DIR / "face_landmarker.task"
+    if not task.is_file():
+        log.debug("no %s: the head position check is skipped", task)
+        return []
+    try:
+        from .prepare import FaceFinder, face_problems, on_white, silhouette_face
+    except ImportError as exc:  # mediapipe missing: the check is a courtesy, not a requirement
+        log.debug("head position check skipped (%s)", exc)
+        return []
+    rgba = character.rgba.astype(np.float32) / 255.0
+    alpha = rgba[..., 3]
+    with FaceFinder(task) as finder:
+        faces = finder.find(on_white(rgba[..., :3] * alpha[..., None], alpha))
+    # The best face near the top half; the detector also fires weakly on chests.
+    faces = [f for f in faces if f.cy < SIZE * 0.6]
+    face = faces[0] if faces else None
+    where = (f"samples: centre x {FACE_CX_RANGE[0]:.0f}-{FACE_CX_RANGE[1]:.0f}, y "
+             f"{FACE_CY_RANGE[0]:.0f}-{FACE_CY_RANGE[1]:.0f}, width "
+             f"{FACE_W_RANGE[0]:.0f}-{FACE_W_RANGE[1]:.0f} px")
+    if face is not None:
+        bad = face_problems(face, CHECK_SLACK_PX, CHECK_SLACK)
+        if bad:
+            return [f"the head is not where THA3 expects it: {'; '.join(bad)} ({where})"]
+        return []
+    # No face found: judge the silhouette's head estimate, loosely (it is a rough guess).
+    guess = silhouette_face(alpha)
+    bad = face_problems(guess, 2 * CHECK_SLACK_PX, 2 * CHECK_SLACK)
+    if bad:
+        return [f"no face found, and the head (judged by the silhouette) is not where THA3 "
+                f"expects it: {'; '.join(bad)} ({where})"]
+    return []
+
+
+def character_advice(character: Character, problems: list[str]) -> str:
+    """The message shown when a character does not conform: what is wrong and the fix."""
+    import shlex
+    name = str(character.path) if character.path else "the character"
+    lines = [f"{name} may not animate well:"]
+    lines += [f"  - {p}" for p in problems]
+    if character.path:
+        out = Path(character.path).with_name(Path(character.path).stem + "_prepared.png")
+        lines.append(f"  fix: thacam prepare {shlex.quote(str(character.path))} --out "
+                     f"{shlex.quote(str(out))}")
+    return "\n".join(lines)
