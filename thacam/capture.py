@@ -20,6 +20,7 @@ import os
 import platform
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -382,6 +383,8 @@ class Capture:
         self._losses = 0
         self._reopens = 0
         self._read_ms_total = 0.0
+        # The last reads' durations, for percentiles (a deque: bounded, appends are thread-safe).
+        self.recent_read_ms: deque[float] = deque(maxlen=2000)
         self.error: BaseException | None = None
 
     @property
@@ -451,6 +454,7 @@ class Capture:
                     self.source.close()
                     continue
                 self._read_ms_total += t1 - t0
+                self.recent_read_ms.append(t1 - t0)
                 self.frames.put(Frame(rgb, t1, self._count,
                                       getattr(self.source, "position", None)))
                 self._count += 1

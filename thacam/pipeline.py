@@ -63,6 +63,11 @@ class LiveSettings:
     stats_every_s: float = 5.0      # how often a stats line goes to ``on_stats`` (0 = never)
     camera_stale_s: float = 1.0     # no new camera frame for this long counts as camera lost
     first_frame_wait_s: float = 3.0  # at start, wait this long for a tracked face before idling
+    # Tracking runs at the camera's rate while renders are fast, but never spends more than a
+    # quarter of a render's time between two results, and never waits longer than this: on a
+    # CPU where a render takes seconds, tracking all 30 frames a second would take the cores the
+    # render needs, for results nobody sees.
+    max_track_interval_s: float = 0.2
     trace: bool = False             # keep a FrameTrace per output frame in RunStats (tests, debug)
     max_trace: int = 10_000
 
@@ -193,8 +198,10 @@ class _RateLimitedLog:
 class _TrackingWorker:
     """Newest camera frame -> FaceObservation -> Pose, in its own thread; newest result kept."""
 
-    def __init__(self, capture: Capture, tracker: Any, retargeter: Any, lock: threading.Lock):
+    def __init__(self, capture: Capture, tracker: Any, retargeter: Any, lock: threading.Lock,
+                 interval_s: Callable[[], float] = lambda: 0.0):
         self.capture = capture
+        self.interval_s = interval_s
         self.tracker = tracker
         self.retargeter = retargeter
         self.lock = lock
@@ -219,12 +226,17 @@ class _TrackingWorker:
 
     def _run(self) -> None:
         seq = 0
+        last = 0.0
         try:
             while not self._stop.is_set():
+                wait = last + self.interval_s() - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    break
                 got = self.capture.frames.wait_newer(seq, timeout=0.1)
                 if got is None:
                     continue
                 seq, frame = got
+                last = time.monotonic()
                 t0 = now_ms()
                 try:
                     obs = self.tracker.detect(frame)
@@ -288,6 +300,7 @@ class LivePipeline:
         self._stop_t: float | None = None
         self._in_render = False
         self._render_failed = _RateLimitedLog("rendering a frame")
+        self._render_s = 0.0            # recent render time (EWMA), paces the tracking thread
 
     # -- control from outside the loop ---------------------------------------------------------
 
@@ -332,6 +345,7 @@ class LivePipeline:
         s = self.settings
         self._stop.clear()
         self._stop_reason, self._stop_t = "", None
+        self._render_s = 0.0
         total = _Window()
         window = _Window()
         trace: list[FrameTrace] = []
@@ -352,7 +366,7 @@ class LivePipeline:
                 self.capture.start()
                 stack.callback(self.capture.stop)
                 self._worker = _TrackingWorker(self.capture, self.tracker, self.retargeter,
-                                               self._retarget_lock).start()
+                                               self._retarget_lock, self._track_interval).start()
                 stack.callback(self._worker.stop)
                 log.info("running: %s -> %s; Ctrl-C stops", self.capture.source.description,
                          ", ".join(_describe(k) for k in sinks))
@@ -372,6 +386,9 @@ class LivePipeline:
         shutdown = end - self._stop_t if self._stop_t is not None else 0.0
         return replace(stats, stop_reason=self._stop_reason or "stopped",
                        shutdown_s=shutdown, threads_left=left)
+
+    def _track_interval(self) -> float:
+        return min(self.settings.max_track_interval_s, self._render_s / 4.0)
 
     def _note_shutdown_start(self) -> None:
         if self._stop_t is None:
@@ -460,6 +477,8 @@ class LivePipeline:
             finally:
                 self._in_render = False
             t2 = now_ms()
+            self._render_s = (t2 - t1) / 1000.0 if out == 0 else \
+                0.8 * self._render_s + 0.2 * (t2 - t1) / 1000.0
             if s.size is not None or s.scale != 1.0:
                 rgba = place(rgba, s.size or (rgba.shape[1], rgba.shape[0]), s.placement,
                              s.scale)
@@ -589,7 +608,7 @@ class LivePipeline:
         cap = self.capture.stats
         worker = self._worker or getattr(self, "_last_worker", None)
         stages = {k: v for k, v in w.stage.items()}
-        stages["capture"] = [cap.read_ms] if cap.frames else []
+        stages["capture"] = list(self.capture.recent_read_ms)
         return RunStats(
             frames=w.frames, seconds=seconds, fps=w.frames / seconds if seconds > 0 else 0.0,
             latency_p50_ms=_pct(w.latency, 50), latency_p95_ms=_pct(w.latency, 95),
