@@ -342,7 +342,6 @@ class LivePipeline:
 
     def run(self, frames: int | None = None) -> RunStats:
         """Run until ``frames`` output frames were sent (None: until stopped)."""
-        s = self.settings
         self._stop.clear()
         self._stop_reason, self._stop_t = "", None
         self._render_s = 0.0
@@ -354,7 +353,6 @@ class LivePipeline:
         previews: list[PreviewSink] = []
         try:
             with contextlib.ExitStack() as stack:
-                stack.callback(self._note_shutdown_start)
                 self._install_sigint(stack)
                 if hasattr(self.tracker, "__enter__"):
                     stack.enter_context(self.tracker)
@@ -370,10 +368,14 @@ class LivePipeline:
                 stack.callback(self._worker.stop)
                 log.info("running: %s -> %s; Ctrl-C stops", self.capture.source.description,
                          ", ".join(_describe(k) for k in sinks))
+                stack.callback(self._note_shutdown_start)   # runs first on the way out
                 self._loop(frames, sinks, previews, total, window, trace, counts)
         except KeyboardInterrupt:
             # Ctrl-C outside a render (e.g. while opening): everything above is closed already.
             self._stop_reason = self._stop_reason or "interrupted"
+        except BaseException:
+            self._stop_reason = self._stop_reason or "error"
+            raise
         finally:
             self._last_worker = self._worker
             self._worker = None
