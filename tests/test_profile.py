@@ -145,7 +145,7 @@ def test_load_tune_save_load_keeps_settings_and_comments(user_profile, character
     cal = Calibration(yaw=4.5, pitch=9.25, roll=-1.5,
                       blendshapes=tuple(round(0.01 * i, 2) for i in range(52)), frames=7)
     tuner = P.Tuner(profile, user_profile, calibrate=lambda: cal)
-    for key in "MMbhRec":
+    for key in "OObhRec":
         assert tuner.press(key) is not None, key
     tuned = tuner.profile
     assert tuned.retarget.jaw_open_max < 0.5
@@ -220,7 +220,7 @@ def test_tuner_keys_limits_and_events():
     assert tuner.profile.breathing.depth == 1.0 and not tuner.dirty
     assert tuner.press(ord("r")).message.endswith("breathing.depth = 0.909")  # cv2 key code
     for _ in range(60):
-        tuner.press("m")
+        tuner.press("o")
     assert tuner.profile.retarget.jaw_open_max == 1.0  # clamped to its range, never invalid
 
     families = P._field_info("retarget.eyebrow_family").spec.choices
@@ -550,7 +550,7 @@ def test_profile_calibration_recentres_the_head(tmp_path):
 def test_tuned_gains_and_modes_change_the_pose():
     base = P.Profile()
     tuner = P.Tuner(base)
-    for key in "MMHHe":
+    for key in "OOHHe":
         tuner.press(key)
     before, after = _pose(base, **FACE), _pose(tuner.profile, **FACE)
     assert after["mouth_aaa"] > before["mouth_aaa"] + 0.1          # mouth gain up
@@ -560,8 +560,8 @@ def test_tuned_gains_and_modes_change_the_pose():
     assert before[old_family] > 0.5 and after[old_family] == 0.0    # eyebrow family cycled
     assert after[new_family] == pytest.approx(before[old_family])
     # down again restores the mouth to (nearly) where it was
-    tuner.press("m")
-    tuner.press("m")
+    tuner.press("o")
+    tuner.press("o")
     assert _pose(tuner.profile, **FACE)["mouth_aaa"] == pytest.approx(before["mouth_aaa"],
                                                                        abs=0.02)
 

@@ -1277,7 +1277,8 @@ class Tuner:
     SAVE = "s"
     GAINS = (
         # A narrower jawOpen span opens the avatar's mouth further for the same jaw movement.
-        _Gain("mouth gain", (("retarget.jaw_open_max", "retarget.jaw_open_min"),), "m", "M",
+        # (o/O: "m" is the preview window's mirror toggle)
+        _Gain("mouth gain", (("retarget.jaw_open_max", "retarget.jaw_open_min"),), "o", "O",
               inverse=True),
         # A narrower start..full span (and a lower adapted peak) shuts the eyes on a smaller blink.
         _Gain("blink gain", (("retarget.blink_full", "retarget.blink_start"),

@@ -336,6 +336,13 @@ class Retargeter:
         self._happy_target = 0.0
         self._last_t: float | None = None
 
+    def apply_settings(self, settings: RetargetSettings) -> None:
+        """Swap settings while running (live tuning): the eyes' blink history is kept, so a
+        tuned threshold shows at once instead of after the baselines re-adapt."""
+        self.settings = settings.validate()
+        for eye in self._eyes:
+            eye.s = self.settings
+
     @property
     def calibration(self) -> Calibration | None:
         return self._calibration
