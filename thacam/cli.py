@@ -121,6 +121,7 @@ def cmd_pose(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".png":
         raise UserError(f"--out {args.out}: thacam pose writes PNG; use a .png name")
     character = load_character(args.character)
+    warn_if_not_conforming(character, args.weights)
     renderer = Renderer(render_settings(args))
     renderer.set_character(character)
     save_png(args.out, renderer.render(pose))
@@ -196,64 +197,49 @@ def add_demo(sub) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
-    from .bench import run_bench
-    from .render import resolve_device
-    # --device auto benches every device present (cpu, and cuda when there is one)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) \
-        if args.device == "auto" else [args.device]
-    batches = tuple(int(b) for b in args.batch.split(",") if b.strip()) if args.batch else ()
-    results = []
-    for name in devices:
-        device = resolve_device(name)
-        if args.json:
-            result = run_bench(args.weights, device, args.precision, args.frames, args.warmup,
-                               batches)
-        else:
-            with progress_bar(transient=True) as bar:
-                task = bar.add_task(f"bench on {name}", total=args.frames + args.warmup)
-                result = run_bench(args.weights, device, args.precision, args.frames,
-                                   args.warmup, batches,
-                                   progress=lambda done, total: bar.update(task, completed=done))
-        results.append(result)
-        if args.json:
-            print(json.dumps(result.json()))
-        else:
-            _print_bench(result)
+    from .bench import BenchSettings, available_devices, format_results, run_bench
+    try:
+        batches = tuple(int(b) for b in args.batch.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--batch {args.batch!r}: give batch sizes like 1,4,16") from None
+    settings = BenchSettings(
+        weights_dir=args.weights, character=args.character,
+        devices=tuple(available_devices(args.device)), frames=args.frames, warmup=args.warmup,
+        batches=batches or (1,), backend=args.backend, precision=args.precision,
+        threads=args.threads, reference=not args.no_reference)
+    if args.json:
+        results = run_bench(settings)
+        for r in results:
+            print(json.dumps(r.to_json()))
+        return 0
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("bench", total=None)
+        results = run_bench(settings, progress=lambda msg: bar.update(task, description=msg))
+    print(format_results(results))
     return 0
 
 
-def _print_bench(r) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=f"thacam bench: {r.device}, {r.precision}, batch 1")
-    for col in ("", "median ms/frame", "min ms/frame", "fps"):
-        table.add_column(col, justify="right")
-    table.add_row("thacam", f"{r.thacam_ms:.1f}", f"{r.thacam_min_ms:.1f}",
-                  f"{1000 / r.thacam_ms:.2f}")
-    if r.reference_ms is not None:
-        table.add_row("reference tha3", f"{r.reference_ms:.1f}", f"{r.reference_min_ms:.1f}",
-                      f"{1000 / r.reference_ms:.2f}")
-    console = Console()
-    console.print(table)
-    console.print(f"ratio (reference / thacam): {r.ratio if r.ratio is not None else 'n/a (tha3 not installed)'}")
-    console.print("per network (ms): " + ", ".join(f"{k} {v}" for k, v in r.per_network_ms.items())
-                  + "   (eyebrow_decomposer runs once per character)")
-    console.print(f"peak memory: {r.peak_mem_mb:.0f} MB ({'GPU allocated' if r.device == 'cuda' else 'process RSS'})")
-    if r.batch_fps:
-        console.print("batch throughput: " + ", ".join(f"batch {b}: {fps:.2f} frames/s"
-                                                      for b, fps in r.batch_fps.items()))
-
-
 def add_bench(sub) -> None:
+    from .weights import DEFAULT_WEIGHTS_DIR
     p = sub.add_parser("bench", help="time thacam against the reference THA3 poser (same process)")
-    p.add_argument("--frames", type=int, default=10, help="timed frames per poser")
-    p.add_argument("--warmup", type=int, default=2, help="untimed frames first")
-    p.add_argument("--batch", default="", metavar="1,4,16",
-                   help="also measure offline throughput at these batch sizes")
+    p.add_argument("--device", default="all", choices=("all", "cpu", "cuda"),
+                   help="all = cpu, and cuda when present (default)")
+    p.add_argument("--frames", type=int, default=10, help="timed frames per poser (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    p.add_argument("--batch", default="1,4,16", metavar="1,4,16",
+                   help="batch sizes for the offline throughput table (thacam only)")
     p.add_argument("--json", action="store_true", help="one JSON object per device")
-    _add_model_options(p)
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino"),
+                   help="auto = OpenVINO for float32 on CPU when installed, else PyTorch")
+    p.add_argument("--precision", default="auto", choices=("auto", "float", "half"),
+                   help="auto = float on CPU, half on GPU")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--character", type=Path, default=None, metavar="IMG",
+                   help="character image (default: the bundled sample)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the reference tha3 poser (thacam only)")
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
+                   help="folder with the model files (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -276,6 +262,18 @@ def add_obs_options(p: argparse.ArgumentParser) -> None:
                    help="host running OBS's WebSocket server (default: 127.0.0.1)")
     g.add_argument("--obs-port", type=int, default=None, metavar="PORT",
                    help="OBS WebSocket server port (default: 4455)")
+    g.add_argument("--profile", default=None, metavar="PATH|NAME",
+                   help="take the [obs] settings and the key colour (output.background) from "
+                        "this profile")
+
+
+def _profile_obs(args: argparse.Namespace):
+    """The profile's ObsSettings (key colour linked to output.background), or None."""
+    if getattr(args, "profile", None) is None:
+        return None
+    from .profile import resolve_profile
+    profile, _ = resolve_profile(None, args.profile)
+    return profile.obs
 
 
 def obs_settings(args: argparse.Namespace, base=None):
@@ -296,7 +294,7 @@ def obs_settings(args: argparse.Namespace, base=None):
 
 def cmd_obs_setup(args: argparse.Namespace) -> int:
     from .obs import ObsSession, ensure_setup
-    settings = obs_settings(args)
+    settings = obs_settings(args, _profile_obs(args))
     with ObsSession(settings) as session:
         result = ensure_setup(session, settings)
     for action in result.actions:
@@ -312,7 +310,7 @@ def cmd_obs_setup(args: argparse.Namespace) -> int:
 
 def cmd_obs_status(args: argparse.Namespace) -> int:
     from .obs import ObsSession, read_status
-    settings = obs_settings(args)
+    settings = obs_settings(args, _profile_obs(args))
     with ObsSession(settings) as session:
         st = read_status(session, settings)
 
@@ -519,10 +517,363 @@ def add_track(sub) -> None:
     p.set_defaults(func=cmd_track)
 
 
+# --------------------------------------------------------------------------------------- live
+# `thacam --character IMG [...]` with no subcommand: webcam -> avatar -> virtual camera/window.
+
+def _add_live_options(p: argparse.ArgumentParser) -> None:
+    """The top-level options of the live run (profile-backed ones come from thacam.profile)."""
+    from .profile import add_override_arguments
+    from .weights import DEFAULT_WEIGHTS_DIR
+    g = p.add_argument_group("live run (thacam --character IMG)")
+    g.add_argument("--character", type=Path, default=None, metavar="IMG",
+                   help="the character image (512x512 RGBA PNG); runs the live avatar")
+    g.add_argument("--output", action="append", default=None, metavar="vcam|window|FILE",
+                   help="where frames go (repeatable): vcam = virtual camera, window = preview, "
+                        "or a file (.mp4; .webm/.mov/folder keep alpha) "
+                        "(default: vcam, plus window when there is a display)")
+    g.add_argument("--camera-size", default=None, metavar="WxH",
+                   help="capture size asked of the camera (default: the profile's, 640x480)")
+    g.add_argument("--size", default=None, metavar="WxH",
+                   help="output frame size (default: the profile's, 512x512)")
+    g.add_argument("--fps", type=float, default=30.0,
+                   help="most frames per second rendered and announced to the outputs "
+                        "(default: %(default)s)")
+    g.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="stop after N output frames (default: run until Ctrl-C, q or Esc)")
+    g.add_argument("--background", type=_rgb, default=None, metavar="R,G,B",
+                   help="colour behind the avatar in RGB outputs (default: the profile's, 0,255,0)")
+    g.add_argument("--vcam-device", default=None, metavar="DEVICE",
+                   help="virtual camera device, e.g. /dev/video10 (default: the first free one)")
+    g.add_argument("--obs", action="store_true",
+                   help="show thacam's source in OBS while frames flow (see `thacam obs setup`)")
+    g.add_argument("--stats-every", type=float, default=5.0, metavar="S",
+                   help="print fps/latency/stage times every S seconds (0 = only at the end)")
+    g.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
+                   help="folder with the model files (default: %(default)s)")
+    add_override_arguments(p)
+
+
+def _live_sinks(args: argparse.Namespace, profile, size: tuple[int, int], fps: float) -> list:
+    from .output import PreviewSink, VideoFileSink, VirtualCamSink, has_display
+    out = profile.output
+    vcam = lambda: VirtualCamSink(size, fps, backend=out.backend,  # noqa: E731
+                                  device=args.vcam_device or out.device or None,
+                                  background=out.background)
+    if not args.output:
+        sinks = [vcam()]
+        if has_display():
+            sinks.append(PreviewSink(background=out.background))
+        else:
+            log.info("no display: no preview window (add --output FILE to see the frames)")
+        return sinks
+    sinks = []
+    for item in args.output:
+        if item == "vcam":
+            sinks.append(vcam())
+        elif item == "window":
+            sinks.append(PreviewSink(background=out.background))
+        else:
+            sinks.append(VideoFileSink(Path(item), fps=fps, background=out.background))
+    return sinks
+
+
+def _print_run_stats(stats) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(stderr=True)
+    table = Table(title=f"thacam: {stats.frames} frames in {stats.seconds:.1f} s "
+                        f"({stats.stop_reason})")
+    for col in ("stage", "mean ms", "p50 ms", "p95 ms", "samples"):
+        table.add_column(col, justify="right")
+    for name, st in stats.stages.items():
+        if st.count:
+            table.add_row(name, f"{st.mean_ms:.1f}", f"{st.p50_ms:.1f}", f"{st.p95_ms:.1f}",
+                          str(st.count))
+    console.print(table)
+    lat = (f"p50 {stats.latency_p50_ms:.0f} ms, p95 {stats.latency_p95_ms:.0f} ms"
+           if stats.latency_p50_ms is not None else "n/a (no camera frames)")
+    console.print(f"output {stats.fps:.2f} fps; camera->output latency {lat}; camera frames "
+                  f"{stats.captured} read, {stats.skipped_camera_frames} skipped to stay current; "
+                  f"{stats.idle_frames} idle frames; {stats.render_errors} render errors; "
+                  f"camera lost {stats.camera_losses}x, back {stats.camera_reopens}x; "
+                  f"stopped in {stats.shutdown_s:.2f} s")
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .animation import Animator
+    from .capture import Capture, VideoFileSource, open_source, parse_size
+    from .character import load_character
+    from .pipeline import LivePipeline, LiveSettings
+    from .profile import apply_overrides, resolve_profile, set_raw
+    from .render import Renderer
+    from .retarget import Retargeter
+    from .tracking import FaceTracker
+    from .weights import landmarker_path
+
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames {args.frames}: must be 1 or more")
+    if not args.fps > 0:
+        raise UserError(f"--fps {args.fps}: must be above 0")
+    profile, profile_path = resolve_profile(args.character, args.profile)
+    profile = apply_overrides(profile, args)
+    for flag, text, keys in (("--camera-size", args.camera_size, ("camera.width", "camera.height")),
+                             ("--size", args.size, ("output.width", "output.height"))):
+        if text is not None:
+            for key, value in zip(keys, parse_size(text)):
+                profile = set_raw(profile, key, value, source=f"flag {flag}")
+    if args.background is not None:
+        profile = set_raw(profile, "output.background", list(args.background),
+                          source="flag --background")
+    if profile.character.image is None:
+        raise UserError("no character: give --character IMG (or a profile that names one)")
+    cam, out = profile.camera, profile.output
+    size = (out.width, out.height)
+
+    character = load_character(profile.character.image)
+    warn_if_not_conforming(character, args.weights)
+    renderer = Renderer(profile.render_settings(args.weights))
+    renderer.set_character(character)
+    if renderer.device.type == "cpu" and profile.model.device == "auto":
+        log.warning("no GPU found: THA3 renders on the CPU, about 1-2 s per frame, so the avatar "
+                    "updates about once a second (a CUDA GPU gives 30 fps)")
+    source = open_source(cam.source, (cam.width, cam.height), cam.fps)
+    if isinstance(source, VideoFileSource):
+        # A recording keeps its own size and rate unless the flags say otherwise (the profile's
+        # camera size and fps are what a webcam is asked for).
+        source.size = parse_size(args.camera_size)
+        source.fps_override = args.camera_fps
+    retargeter = Retargeter(profile.retarget, profile.neutral)
+    animator = Animator(profile.smoothing, profile.breathing, profile.idle)
+    sinks = _live_sinks(args, profile, size, args.fps)
+    controllers = []
+    if args.obs:
+        from .obs import ObsController
+        controllers.append(ObsController(dataclasses.replace(
+            obs_settings(args, profile.obs), key_color=tuple(out.background))))
+
+    def show(stats) -> None:
+        from rich.console import Console
+        Console(stderr=True).print(f"[dim]thacam[/dim] {stats.line()}", highlight=False)
+
+    settings = LiveSettings(fps=args.fps, size=size, placement=out.placement, scale=out.scale,
+                            stats_every_s=args.stats_every)
+    tracker = FaceTracker(landmarker_path(args.weights), mirror=cam.mirror)
+    pipeline = LivePipeline(Capture(source), tracker, retargeter, animator, renderer, sinks,
+                            settings, presets=profile.expressions, controllers=controllers,
+                            on_stats=show if args.stats_every > 0 else None)
+    _attach_tuner(pipeline, profile, profile_path, args.character, sinks)
+    stats = pipeline.run(args.frames)
+    _print_run_stats(stats)
+    return 0
+
+
+def _attach_tuner(pipeline, profile, profile_path, character_path, sinks) -> None:
+    """Route the preview window's tuning keys to a Tuner whose changes reach the running stages
+    at once and are saved (with `s`) to the character's profile, comments kept."""
+    from .output import PreviewSink
+    from .profile import PROFILES_DIR, ProfileError, Tuner
+    previews = [s for s in sinks if isinstance(s, PreviewSink)]
+    if not previews:
+        return
+
+    def apply(p) -> None:
+        with pipeline._retarget_lock:
+            pipeline.retargeter.apply_settings(p.retarget)
+        pipeline.animator.configure(smoothing=p.smoothing, breathing=p.breathing, idle=p.idle)
+
+    path = profile_path or PROFILES_DIR / f"{Path(character_path or 'character').stem}.toml"
+    tuner = Tuner(profile, path, calibrate=pipeline.calibrate, on_change=apply)
+
+    def handler(key: str):
+        def run() -> str | None:
+            try:
+                event = tuner.press(key)
+            except ProfileError as exc:  # the file was broken by hand mid-run
+                return f"not saved: {exc}"
+            return event.message if event else None
+        return run
+
+    keys = [Tuner.CALIBRATE, Tuner.EYEBROW, Tuner.WINK, Tuner.SAVE]
+    keys += [k for g in Tuner.GAINS for k in (g.down, g.up)]
+    for preview in previews:
+        for key in keys:
+            preview.key_handlers[key] = handler(key)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    try:
+        return _run_live(args)
+    except KeyboardInterrupt:
+        # Ctrl-C while the model or the camera was still loading: a normal way to stop.
+        print("thacam: interrupted before the first frame", file=sys.stderr)
+        return 0
+
+
+# ------------------------------------------------------------------------------------- render
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
+    from .character import load_character
+    from .output import VideoFileSink
+    from .pipeline import read_poses, render_poses, video_frame_count, video_poses
+    from .render import Renderer
+
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch}: must be 1 or more")
+    if args.fps is not None and not args.fps > 0:
+        raise UserError(f"--fps {args.fps}: must be above 0")
+    if args.calibrate_frames < 0:
+        raise UserError(f"--calibrate-frames {args.calibrate_frames}: must be 0 or more")
+    character = load_character(args.character)
+    if args.poses is not None:
+        frames = read_poses(args.poses)
+        total = len(frames)
+        steps = [b.t_ms - a.t_ms for a, b in zip(frames, frames[1:]) if b.t_ms > a.t_ms]
+        fps = args.fps or (1000.0 / sorted(steps)[len(steps) // 2] if steps else 30.0)
+        source_name = args.poses.name
+    else:
+        if not args.input.is_file():
+            raise UserError(f"--input {args.input}: no such file; give the path of a video file")
+        total, file_fps = video_frame_count(args.input)
+        fps = args.fps or (file_fps if 1.0 <= file_fps <= 240.0 else 30.0)
+        source_name = args.input.name
+    renderer = Renderer(render_settings(args))
+    renderer.set_character(character)
+    sink = VideoFileSink(args.out, fps=fps, background=args.background)
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sink)
+        if args.poses is None:
+            from .animation import Animator
+            from .retarget import Retargeter
+            from .tracking import FaceTracker
+            from .weights import landmarker_path
+            tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights),
+                                                      mirror=args.mirror))
+            # Seeded like `thacam track`: the idle layer's blinks and sway repeat run to run.
+            frames = video_poses(args.input, tracker, Retargeter(), Animator(seed=0),
+                                 args.calibrate_frames)
+        bar = stack.enter_context(progress_bar())
+        task = bar.add_task(f"rendering {source_name}", total=total or None)
+        n = render_poses(frames, renderer, sink, args.batch,
+                         on_frame=lambda done: bar.update(task, completed=done))
+    elapsed = time.perf_counter() - t0
+    print(f"wrote {args.out}: {n} frames at {fps:g} fps "
+          f"({n / max(elapsed, 1e-9):.2f} frames/s on {renderer.description})")
+    return 0
+
+
+def add_render(sub) -> None:
+    p = sub.add_parser("render", help="drive a character offline from a face video or poses.jsonl")
+    p.add_argument("--character", type=Path, required=True, metavar="IMG")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", type=Path, metavar="VIDEO",
+                     help="face video: tracked, retargeted and animated like the live run")
+    src.add_argument("--poses", type=Path, metavar="JSONL", help="poses from `thacam track`")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT",
+                   help="video (.mp4 over --background; .webm/.mov keep alpha, need ffmpeg) or a "
+                        "folder of PNGs with alpha (a path without a suffix)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="output frame rate (default: the video's, or the poses' timing)")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="render N frames per model call (faster on a GPU) (default: %(default)s)")
+    p.add_argument("--background", type=_rgb, default=(0, 255, 0), metavar="R,G,B",
+                   help="background of .mp4 output (default: 0,255,0)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --input: flip the video left-right first (default: off)")
+    p.add_argument("--calibrate-frames", type=int, default=30, metavar="N",
+                   help="with --input: average the first N faces as the neutral head pose "
+                        "(0 = none) (default: %(default)s)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_render)
+
+
+# ------------------------------------------------------------------------------------ prepare
+
+def warn_if_not_conforming(character, weights_dir: Path | None = None) -> list[str]:
+    """Print (stderr) what about a loaded character differs from what THA3 expects, and the
+    `thacam prepare` command that fixes it. Returns the problems (empty: nothing printed)."""
+    from .character import character_advice, check_character
+    task = Path(weights_dir) / "face_landmarker.task" if weights_dir else None
+    problems = check_character(character, task)
+    if problems:
+        print(character_advice(character, problems), file=sys.stderr)
+    return problems
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .prepare import (PrepareOptions, compare_image, compare_path, default_out_path,
+                          parse_head_box, prepare_image)
+    from .weights import landmarker_path
+    image: Path = args.image
+    out: Path = args.out or default_out_path(image)
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: thacam prepare writes PNG; use a .png name")
+    if out.exists() and image.exists() and out.resolve() == image.resolve():
+        raise UserError(f"--out {out} is the input picture; choose another name (thacam never "
+                        "overwrites the original)")
+    scale = None
+    if args.scale != "auto":
+        try:
+            scale = float(args.scale)
+        except ValueError:
+            scale = -1.0
+        if not 0 < scale < 1000:
+            raise UserError(f"--scale {args.scale}: give auto or a positive factor "
+                            "(output pixels per input pixel, e.g. 0.5)")
+    head_box = None
+    if args.head_box is not None:
+        try:
+            head_box = parse_head_box(args.head_box)
+        except ValueError as exc:
+            raise UserError(f"{exc}; X,Y is the top-left corner of the square around the face, "
+                            "in the input's pixels") from None
+    prepared = prepare_image(image, landmarker_path(args.weights),
+                             PrepareOptions(scale=scale, head_box=head_box))
+    for line in prepared.report.lines():
+        print(line)
+    save_png(out, prepared.rgba)
+    print(f"wrote {out}")
+    if args.show:
+        save_png(compare_path(out), compare_image(image, prepared))
+        print(f"wrote {compare_path(out)} (before | after; green: where THA3 expects the face, "
+              "orange: the face found)")
+    return 0
+
+
+def add_prepare(sub) -> None:
+    from .weights import DEFAULT_WEIGHTS_DIR
+    p = sub.add_parser(
+        "prepare", help="turn any picture of a character into a valid 512x512 THA3 character",
+        description="Remove a flat background (or keep the picture's transparency), find the "
+        "face, and scale and move the character so its head sits where THA3 expects it. Prints a "
+        "report of the checks. A busy background is refused: cut the character out in an image "
+        "editor first.")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="PNG, JPEG, WebP, GIF, TIFF, ...")
+    p.add_argument("--out", type=Path, metavar="OUT.png",
+                   help="where to write the character (default: IMAGE_prepared.png beside it)")
+    p.add_argument("--scale", default="auto", metavar="auto|F",
+                   help="auto: size the face like the official samples; F: output pixels per "
+                   "input pixel (default: auto)")
+    p.add_argument("--head-box", metavar="X,Y,SIZE",
+                   help="the square around the face in the input's pixels (top-left corner and "
+                   "side), instead of detecting it; the report prints the detected one")
+    p.add_argument("--show", action="store_true",
+                   help="also write OUT.compare.png: before and after, side by side")
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
+                   help="folder with face_landmarker.task (default: %(default)s)")
+    p.set_defaults(func=cmd_prepare)
+
+
 # ----------------------------------------------------------------------------------- commands
 # Each add_* registers one subcommand; keep them in the order `thacam --help` lists them.
 
-COMMANDS: list[Callable] = [add_fetch, add_pose, add_demo, add_bench, add_obs, add_profile, add_track]
+COMMANDS: list[Callable] = [add_fetch, add_pose, add_demo, add_bench, add_obs, add_profile, add_track,
+                            add_render, add_prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,6 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn one drawing of an anime character into a live VTuber avatar.")
     parser.add_argument("--version", action="version", version=f"thacam {__version__}")
     _add_common(parser)
+    _add_live_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -553,6 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args)
     func: Handler | None = getattr(args, "func", None)
+    if func is None and args.command is None and args.character is not None:
+        func = cmd_live
     if func is None:
         parser.print_help()
         return 2

@@ -21,6 +21,7 @@ import torch
 from .character import Character, to_model_input
 from .errors import UserError
 from .model import Poser
+from .model.fast import StagedPoser
 from .pose import NUM_PARAMS, Pose
 from .weights import DEFAULT_WEIGHTS_DIR
 
@@ -40,6 +41,10 @@ class RenderSettings:
     device: str = "auto"            # auto | cpu | cuda | mps
     precision: str = "auto"         # auto | float | half
     threads: int = 0                # CPU threads for torch; 0 = torch's default
+    # torch | openvino | auto (= OpenVINO for float32 on CPU when installed); see thacam.export
+    backend: str = "torch"
+    # Reuse stage outputs while their pose groups are unchanged (exact; see model/fast.py).
+    cache: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,6 +100,8 @@ class Renderer:
         # Half = the float weights cast, as the paper made separable_half; official *_half files
         # are already float16 and cast to themselves.
         self.poser = poser.to(self.device, self.dtype)
+        self.staged = StagedPoser.build(self.poser, settings.backend, settings.threads,
+                                        cache=settings.cache)
         self.character: Character | None = None
         log.info("renderer: THA3 %s on %s, %s", settings.variant, self.device,
                  str(self.dtype).removeprefix("torch."))
@@ -107,7 +114,7 @@ class Renderer:
     def set_character(self, character: Character) -> None:
         self.character = character
         image = torch.from_numpy(to_model_input(character.rgba)).unsqueeze(0)
-        self.poser.set_character(image)
+        self.staged.set_character(image)
 
     def pose_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
         values = np.stack([p.values for p in poses]).astype(np.float32)
@@ -116,7 +123,8 @@ class Renderer:
 
     @torch.inference_mode()
     def render_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
-        return self.poser(self.pose_tensor(poses))
+        values = np.stack([p.values for p in poses]).astype(np.float32)
+        return self.staged(values)  # keys its cache on these host values: no GPU sync
 
     def render(self, pose: Pose) -> np.ndarray:
         """One frame: (512,512,4) uint8."""
