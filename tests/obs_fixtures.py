@@ -167,7 +167,11 @@ class HeadlessOBS:
         run = self.root / "run"
         run.mkdir(parents=True, exist_ok=True)
         run.chmod(0o700)
-        env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+        # Importing cv2 (opencv-python's Qt build) sets QT_QPA_PLATFORM_PLUGIN_PATH to its own
+        # plugins in os.environ; OBS inheriting it aborts (rc -6) loading the wrong xcb plugin.
+        env = {k: v for k, v in os.environ.items()
+               if k.lower() != "no_proxy" and not k.startswith(("QT_QPA_PLATFORM_PLUGIN_PATH",
+                                                               "QT_PLUGIN_PATH"))}
         env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"),
                    XDG_RUNTIME_DIR=str(run), DISPLAY=self.display, LIBGL_ALWAYS_SOFTWARE="1",
                    QT_QPA_PLATFORM="xcb", http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY,
@@ -185,8 +189,10 @@ class HeadlessOBS:
         deadline = self.launched_at + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ObsDied(f"OBS exited with rc {self.proc.returncode} while starting\n"
-                              + self.log_tail())
+                rc = self.proc.returncode
+                self.kill()
+                self._stop_xvfb()  # nothing of this instance is left running
+                raise ObsDied(f"OBS exited with rc {rc} while starting\n" + self.log_tail())
             if _port_open(self.port):
                 self.ready_at = time.monotonic()
                 return self
@@ -252,10 +258,13 @@ class HeadlessOBS:
         try:
             self.stop()
         finally:
-            if self.xvfb is not None:
-                self.xvfb.terminate()
-                self.xvfb.wait()
-                self.xvfb = None
+            self._stop_xvfb()
+
+    def _stop_xvfb(self) -> None:
+        if self.xvfb is not None:
+            self.xvfb.terminate()
+            self.xvfb.wait()
+            self.xvfb = None
 
     def __enter__(self) -> "HeadlessOBS":
         return self.start()
