@@ -395,7 +395,7 @@ class FaceFinder:
     """
 
     def __init__(self, landmarker_task: Path, min_confidence: float = DETECTOR_MIN_CONFIDENCE):
-        from .tracking import _captured_stderr
+        from .tracking import quiet_stderr
         path = Path(landmarker_task)
         if not path.is_file():
             raise MissingWeights(path, "MediaPipe face landmarker model not found",
@@ -408,11 +408,11 @@ class FaceFinder:
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
         self._mp = mp
-        self._quiet = _captured_stderr
+        self._quiet = quiet_stderr
         opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=model),
                                           min_detection_confidence=min_confidence)
         try:
-            with _captured_stderr():
+            with quiet_stderr():
                 self._det = vision.FaceDetector.create_from_options(opts)
         except (RuntimeError, ValueError) as exc:
             raise IncompatibleCheckpoint(path, f"MediaPipe could not load the face detector "

@@ -32,7 +32,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import types
 import typing
@@ -48,7 +47,7 @@ from .pose import NAMES as POSE_NAMES
 from .pose import PARAMS as POSE_PARAMS
 from .retarget import Calibration, RetargetSettings
 from .tracking import BLENDSHAPE_NAMES
-from .weights import REPO_ROOT
+from .weights import REPO_ROOT, atomic_write_bytes
 
 __all__ = [
     "Profile", "CharacterSettings", "ModelSettings", "CameraSettings", "OutputSettings",
@@ -844,26 +843,8 @@ def default_toml() -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Temp file + os.replace, keeping an existing file's permission bits (mkstemp makes 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Temp file + os.replace (thacam.weights.atomic_write_bytes), keeping the file's mode."""
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def save_profile(profile: Profile, path: Path | str) -> Path:

@@ -156,7 +156,7 @@ def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Send file descriptor 2 to a temp file while MediaPipe's C++ side starts up.
 
     The library prints glog/TFLite banners straight to fd 2 (GLOG_minloglevel does not stop them)
@@ -222,7 +222,7 @@ class FaceTracker:
             min_tracking_confidence=min_tracking_confidence,
             output_face_blendshapes=True, output_facial_transformation_matrixes=True)
         try:
-            with _captured_stderr():
+            with quiet_stderr():
                 self._landmarker = FaceLandmarker.create_from_options(opts)
         except (RuntimeError, ValueError) as exc:
             raise IncompatibleCheckpoint(
@@ -268,7 +268,7 @@ class FaceTracker:
         if self._warm:
             result = self._landmarker.detect_for_video(image, ts)
         else:
-            with _captured_stderr():
+            with quiet_stderr():
                 result = self._landmarker.detect_for_video(image, ts)
             self._warm = True
         if not result.face_landmarks or not result.face_blendshapes:

@@ -143,14 +143,19 @@ def sha256_file(path: Path) -> str:
 
 
 def temp_beside(path: Path, suffix: str = ".part") -> Path:
-    """A new empty temporary file next to ``path`` with normal permissions (mkstemp's are 0600)."""
+    """A new empty temporary file next to ``path`` (mkstemp makes 0600) with the permissions the
+    final file should have: those of the file it replaces, else the usual umask default."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, mode)
     return Path(tmp)
 
 
