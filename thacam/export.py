@@ -37,7 +37,7 @@ __all__ = ["openvino_version", "cache_root", "weights_key", "OpenVinoRunner", "E
 log = logging.getLogger(__name__)
 
 # Bump when the exported graphs' inputs, outputs or conversion options change.
-EXPORT_FORMAT = 2
+EXPORT_FORMAT = 3
 
 
 class ExportError(RuntimeError):
@@ -98,8 +98,8 @@ def _convert(modules: StageModules, folder: Path,
             example = examples[stage]
             shapes = [ov.PartialShape([-1] + list(x.shape[1:])) for x in example]
             with torch.no_grad():
-                model = ov.convert_model(getattr(modules, stage).eval(), example_input=example,
-                                         input=shapes)
+                model = ov.convert_model(modules.export_module(stage).eval(),
+                                         example_input=example, input=shapes)
             # compress_to_fp16 defaults to True: that would round the float32 weights.
             ov.save_model(model, str(tmp / f"{stage}.xml"), compress_to_fp16=False)
         if progress:

@@ -76,9 +76,9 @@ class RotatorStage(nn.Module):
 
 
 class EditorStage(nn.Module):
-    def __init__(self, poser: Poser, fused: bool = False):
+    def __init__(self, poser: Poser, fused: bool = False, fuse_heads: bool = True):
         super().__init__()
-        self.net = FusedEditor(poser.editor) if fused else poser.editor
+        self.net = FusedEditor(poser.editor, fuse_heads) if fused else poser.editor
 
     def forward(self, full: Tensor, warped_half: Tensor, grid_half: Tensor,
                 rotation: Tensor) -> Tensor:
@@ -99,6 +99,14 @@ class StageModules(nn.Module):
         self.face_morpher = FaceStage(poser, fused)
         self.rotator = RotatorStage(poser)
         self.editor = EditorStage(poser, fused)
+        # Exported graphs trace the editor with one conv per output head: OpenVINO fuses each
+        # head's tanh/sigmoid into its conv, which beats one stacked conv split afterwards
+        # (editor 244 -> 220 ms in an interleaved A/B on the 2-core VM). Same weights, same maths.
+        self.editor_export = EditorStage(poser, fused, fuse_heads=False) if fused else self.editor
+
+    def export_module(self, stage: str) -> nn.Module:
+        """The module an exported backend traces for ``stage``."""
+        return self.editor_export if stage == "editor" else getattr(self, stage)
 
 
 class StageRunner(Protocol):

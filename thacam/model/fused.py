@@ -27,10 +27,16 @@ __all__ = ["FusedHeads", "FusedCombiner", "FusedFaceMorpher", "FusedEditor"]
 
 
 class FusedHeads(nn.Module):
-    """Several 3x3 heads on one feature map as one conv; returns the raw outputs in order."""
+    """Several 3x3 heads on one feature map as one conv; returns the raw outputs in order.
 
-    def __init__(self, convs: list[nn.Conv2d]):
+    ``fuse=False`` keeps one conv per head (what exported graphs want: OpenVINO fuses each
+    head's activation into its conv, and splitting one output costs more than it saves).
+    """
+
+    def __init__(self, convs: list[nn.Conv2d], fuse: bool = True):
         super().__init__()
+        self.fuse = fuse
+        self.convs = nn.ModuleList(convs) if not fuse else None
         self.splits = [c.out_channels for c in convs]
         weight = torch.cat([c.weight.detach() for c in convs], 0)
         bias = torch.cat([c.bias.detach() if c.bias is not None
@@ -40,6 +46,8 @@ class FusedHeads(nn.Module):
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        if self.convs is not None:
+            return [conv(x) for conv in self.convs]
         return list(torch.split(F.conv2d(x, self.weight, self.bias, padding=1), self.splits, 1))
 
 
@@ -48,12 +56,12 @@ def _head_conv(head: nn.Module) -> nn.Conv2d:
 
 
 class FusedCombiner(nn.Module):
-    def __init__(self, net: EyebrowMorphingCombiner):
+    def __init__(self, net: EyebrowMorphingCombiner, fuse_heads: bool = True):
         super().__init__()
         self.net = net
         self.heads = FusedHeads([_head_conv(net.morphed_eyebrow_layer_grid_change),
                                  _head_conv(net.morphed_eyebrow_layer_alpha),
-                                 _head_conv(net.morphed_eyebrow_layer_color_change)])
+                                 _head_conv(net.morphed_eyebrow_layer_color_change)], fuse_heads)
 
     def forward(self, background: Tensor, eyebrow: Tensor, pose: Tensor) -> Tensor:
         feature = self.net.body(torch.cat([background, eyebrow], dim=1), pose)
@@ -64,12 +72,12 @@ class FusedCombiner(nn.Module):
 
 
 class FusedFaceMorpher(nn.Module):
-    def __init__(self, net: FaceMorpher):
+    def __init__(self, net: FaceMorpher, fuse_heads: bool = True):
         super().__init__()
         self.net = net
         self.heads = FusedHeads([_head_conv(h) for h in (
             net.iris_mouth_grid_change, net.iris_mouth_color_change, net.iris_mouth_alpha,
-            net.eye_color_change, net.eye_alpha)])
+            net.eye_color_change, net.eye_alpha)], fuse_heads)
 
     def forward(self, image: Tensor, pose: Tensor) -> Tensor:
         feature = self.net.features(image, pose)
@@ -91,19 +99,22 @@ def _split_conv_block(block: nn.Sequential, x: Tensor, skip: Tensor) -> Tensor:
 
 
 class FusedEditor(nn.Module):
-    def __init__(self, net: Editor):
+    def __init__(self, net: Editor, fuse_heads: bool = True):
         super().__init__()
         if not isinstance(net.body, ResizeConvUNet) or len(net.body.upsample_blocks[0]) != 4:
             raise ValueError("FusedEditor needs the separable editor")
         self.net = net
         self.heads = FusedHeads([_head_conv(net.color_change_creator),
-                                 _head_conv(net.alpha_creator), net.grid_change_creator])
+                                 _head_conv(net.alpha_creator), net.grid_change_creator],
+                                fuse_heads)
+        # pose planes by multiplying with ones, not expand(): exact (p * 1.0 == p), and an
+        # exported graph gets a fused elementwise op instead of a slow generic Broadcast
+        self.register_buffer("ones", torch.ones(1, 1, net.size, net.size), persistent=False)
 
     def forward(self, original: Tensor, warped: Tensor, grid_change: Tensor,
                 pose: Tensor) -> Tensor:
-        body, s = self.net.body, self.net.size
-        x = torch.cat([original, warped, grid_change, pose[:, :, None, None].expand(-1, -1, s, s)],
-                      dim=1)
+        body = self.net.body
+        x = torch.cat([original, warped, grid_change, pose[:, :, None, None] * self.ones], dim=1)
         skips = []
         for block in body.downsample_blocks:
             x = block(x)
