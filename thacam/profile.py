@@ -94,6 +94,9 @@ class ModelSettings:
         "help": "Where THA3 runs; auto = a GPU when there is one."})
     threads: int = field(default=0, metadata={
         "range": (0, 256), "help": "CPU threads for torch; 0 = torch's default."})
+    backend: Literal["auto", "torch", "openvino"] = field(default="auto", metadata={
+        "help": "CPU float32 engine; auto = openvino when installed (pip install openvino), "
+                "else torch."})
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,8 @@ class Profile:
         from .render import RenderSettings
         kw = {} if weights_dir is None else {"weights_dir": Path(weights_dir)}
         return RenderSettings(variant=self.model.variant, device=self.model.device,
-                              precision=self.model.precision, threads=self.model.threads, **kw)
+                              precision=self.model.precision, threads=self.model.threads,
+                              backend=self.model.backend, **kw)
 
     def expression_for_key(self, key: str) -> ExpressionPreset | None:
         return self.expressions.get(key)
@@ -859,7 +863,7 @@ def save_profile(profile: Profile, path: Path | str) -> Path:
     base_dir = path.resolve().parent
     if not path.exists():
         _atomic_write_text(path, render_toml(profile, base_dir=base_dir,
-                                             header=f"thacam profile, saved by thacam."))
+                                             header="thacam profile, saved by thacam."))
         return path
     text = path.read_text(encoding="utf-8")
     old = parse_profile(text, file=str(path), base_dir=base_dir, check_files=False)
@@ -989,6 +993,7 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("precision", "--precision", "model.precision"),
     _Flag("device", "--device", "model.device"),
     _Flag("threads", "--threads", "model.threads"),
+    _Flag("backend", "--backend", "model.backend"),
     _Flag("camera", "--camera", "camera.source"),
     _Flag("camera_fps", "--camera-fps", "camera.fps"),
     _Flag("mirror", "--mirror/--no-mirror", "camera.mirror"),
@@ -1017,6 +1022,7 @@ def add_override_arguments(p: argparse.ArgumentParser, *, skip: Iterable[str] = 
     add("precision", "--precision", choices=_choices("model", "precision"))
     add("device", "--device", choices=_choices("model", "device"))
     add("threads", "--threads", type=int, metavar="N")
+    add("backend", "--backend", choices=_choices("model", "backend"))
     add("camera", "--camera", metavar="INDEX|DEVICE|FILE")
     add("camera_fps", "--camera-fps", type=int, metavar="FPS")
     if "mirror" not in skip:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -87,7 +87,9 @@ def to_rgba8(out: torch.Tensor) -> np.ndarray:
 class Renderer:
     """Loads the poser once; ``set_character`` then ``render(pose)`` per frame."""
 
-    def __init__(self, settings: RenderSettings = RenderSettings()):
+    def __init__(self, settings: RenderSettings = RenderSettings(),
+                 progress: Callable[[str, int, int], None] | None = None):
+        """``progress(stage, i, n)`` hears of the one-off OpenVINO export (backend openvino/auto)."""
         if settings.variant not in VARIANTS:
             raise UserError(f"unknown variant {settings.variant!r}; choose separable or standard")
         self.settings = settings
@@ -101,7 +103,7 @@ class Renderer:
         # are already float16 and cast to themselves.
         self.poser = poser.to(self.device, self.dtype)
         self.staged = StagedPoser.build(self.poser, settings.backend, settings.threads,
-                                        cache=settings.cache)
+                                        cache=settings.cache, progress=progress)
         self.character: Character | None = None
         log.info("renderer: THA3 %s on %s, %s", settings.variant, self.device,
                  str(self.dtype).removeprefix("torch."))
