@@ -263,10 +263,13 @@ def _bench_device(s: BenchSettings, device_name: str,
 
     total = s.warmup + s.frames
     poses = random_poses(total, rng)
-    shipped, faults = [], {"thacam": 0, "reference": 0, "reference_shipped": 0}
+    shipped, faults = [], {"thacam": 0}
+    if ref is not None:
+        faults["reference"] = 0
     if ref is not None and s.tune_allocator and device.type == "cpu" and not allocator_tuned():
         # The reference as its users run it: glibc's default allocator. Measured first, on the
         # same poses, because the tuning cannot be undone within the process.
+        faults["reference_shipped"] = 0
         for i in range(total):
             say(f"{device_name}: reference as shipped, frame {i + 1}/{total}")
             f0 = page_faults()
@@ -352,8 +355,7 @@ def _bench_device(s: BenchSettings, device_name: str,
         reference_peak_mem_mb=ref_resident + ref_mem.peak_mb if ref else None,
         accuracy=accuracy, batch_fps=batch_fps, frames=s.frames, threads=threads,
         allocator="tuned" if allocator_tuned() else "default",
-        page_faults={k: v / s.frames for k, v in faults.items()
-                     if v or (k != "reference_shipped" and (k == "thacam" or theirs))},
+        page_faults={k: v / s.frames for k, v in faults.items()},
         reference_shipped_ms=statistics.median(shipped) if shipped else None,
         ratio_shipped=statistics.median(shipped) / t_ms if shipped else None, notes=notes)
 

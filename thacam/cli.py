@@ -55,7 +55,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def render_settings(args: argparse.Namespace):
     from .render import RenderSettings
     return RenderSettings(weights_dir=args.weights, variant=args.variant, device=args.device,
-                          precision=args.precision, backend=getattr(args, "backend", "torch"))
+                          precision=args.precision, backend=args.backend)
 
 
 def load_renderer(settings):

@@ -37,7 +37,7 @@ __all__ = ["openvino_version", "cache_root", "weights_key", "OpenVinoRunner", "E
 log = logging.getLogger(__name__)
 
 # Bump when the exported graphs' inputs, outputs or conversion options change.
-EXPORT_FORMAT = 3
+EXPORT_FORMAT = 4
 
 
 class ExportError(RuntimeError):

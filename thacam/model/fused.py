@@ -35,9 +35,10 @@ class FusedHeads(nn.Module):
 
     def __init__(self, convs: list[nn.Conv2d], fuse: bool = True):
         super().__init__()
-        self.fuse = fuse
-        self.convs = nn.ModuleList(convs) if not fuse else None
+        self.convs = None if fuse else nn.ModuleList(convs)
         self.splits = [c.out_channels for c in convs]
+        if not fuse:
+            return
         weight = torch.cat([c.weight.detach() for c in convs], 0)
         bias = torch.cat([c.bias.detach() if c.bias is not None
                           else torch.zeros(c.out_channels, dtype=weight.dtype,
@@ -56,12 +57,12 @@ def _head_conv(head: nn.Module) -> nn.Conv2d:
 
 
 class FusedCombiner(nn.Module):
-    def __init__(self, net: EyebrowMorphingCombiner, fuse_heads: bool = True):
+    def __init__(self, net: EyebrowMorphingCombiner):
         super().__init__()
         self.net = net
         self.heads = FusedHeads([_head_conv(net.morphed_eyebrow_layer_grid_change),
                                  _head_conv(net.morphed_eyebrow_layer_alpha),
-                                 _head_conv(net.morphed_eyebrow_layer_color_change)], fuse_heads)
+                                 _head_conv(net.morphed_eyebrow_layer_color_change)])
 
     def forward(self, background: Tensor, eyebrow: Tensor, pose: Tensor) -> Tensor:
         feature = self.net.body(torch.cat([background, eyebrow], dim=1), pose)
@@ -72,12 +73,12 @@ class FusedCombiner(nn.Module):
 
 
 class FusedFaceMorpher(nn.Module):
-    def __init__(self, net: FaceMorpher, fuse_heads: bool = True):
+    def __init__(self, net: FaceMorpher):
         super().__init__()
         self.net = net
         self.heads = FusedHeads([_head_conv(h) for h in (
             net.iris_mouth_grid_change, net.iris_mouth_color_change, net.iris_mouth_alpha,
-            net.eye_color_change, net.eye_alpha)], fuse_heads)
+            net.eye_color_change, net.eye_alpha)])
 
     def forward(self, image: Tensor, pose: Tensor) -> Tensor:
         feature = self.net.features(image, pose)
@@ -107,14 +108,12 @@ class FusedEditor(nn.Module):
         self.heads = FusedHeads([_head_conv(net.color_change_creator),
                                  _head_conv(net.alpha_creator), net.grid_change_creator],
                                 fuse_heads)
-        # pose planes by multiplying with ones, not expand(): exact (p * 1.0 == p), and an
-        # exported graph gets a fused elementwise op instead of a slow generic Broadcast
-        self.register_buffer("ones", torch.ones(1, 1, net.size, net.size), persistent=False)
 
     def forward(self, original: Tensor, warped: Tensor, grid_change: Tensor,
                 pose: Tensor) -> Tensor:
-        body = self.net.body
-        x = torch.cat([original, warped, grid_change, pose[:, :, None, None] * self.ones], dim=1)
+        body, s = self.net.body, self.net.size
+        x = torch.cat([original, warped, grid_change, pose[:, :, None, None].expand(-1, -1, s, s)],
+                      dim=1)
         skips = []
         for block in body.downsample_blocks:
             x = block(x)
