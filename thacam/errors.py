@@ -1,4 +1,4 @@
-"""thacam's error tree.
+"""thacam's error tree: every exception thacam raises on purpose is defined here.
 
 A ``UserError`` is something the user can fix (a wrong image, a missing file, a bad flag, a broken
 profile, OBS down): the CLI prints its message as one line on stderr and exits with code 2, no
@@ -12,26 +12,35 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │   │   ├── ChecksumMismatch
     │   │   └── IncompatibleCheckpoint  wrong keys/shapes, truncated, unsafe pickle
     │   ├── FetchError                  `thacam fetch` could not download or unpack
+    │   ├── SettingsError               a setting of the wrong type or out of range (owner, field)
     │   ├── ProfileError                a broken profile (file, key path, what is expected)
+    │   ├── PoseValueError              an unknown pose parameter or a value out of its range
     │   ├── CaptureError
     │   │   └── CameraUnavailable
+    │   ├── SourceError                 a face source (webcam, network tracker) cannot start
     │   ├── OutputError
-    │   │   └── VirtualCameraUnavailable
+    │   │   └── SinkUnavailable         an output that may be skipped when others work
+    │   │       └── VirtualCameraUnavailable
     │   └── ObsError
     │       ├── ObsConnectionError
-    │       └── ObsAuthError
-    └── RenderError                     one frame failed to render (logged and skipped live)
+    │       ├── ObsAuthError
+    │       └── ObsRequestError         OBS refused a request (code, comment)
+    └── ExportError                     the optional OpenVINO engine cannot run (falls back)
 
-Messages are complete sentences that end with what to do next.
+``SettingsError`` and ``PoseValueError`` are also ``ValueError`` s: they are raised by
+constructors (a settings dataclass, a Pose) where Python code expects a ValueError.
+
+Messages are complete sentences that end with what to do next. Must not import anything heavy.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ThacamError", "UserError", "CharacterError", "WeightsError", "MissingWeights",
-    "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "ProfileError", "CaptureError",
-    "CameraUnavailable", "OutputError", "VirtualCameraUnavailable", "ObsError",
-    "ObsConnectionError", "ObsAuthError", "RenderError",
+    "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
+    "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "OutputError",
+    "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
+    "ObsAuthError", "ObsRequestError", "ExportError",
 ]
 
 
@@ -77,6 +86,17 @@ class FetchError(UserError):
     pass
 
 
+class SettingsError(UserError, ValueError):
+    """A setting of the wrong type or out of range. ``owner`` is the settings class (or a
+    description of the object), ``field`` the field's name (dotted below it: ``overrides.x``)."""
+
+    def __init__(self, owner: str, field: str, problem: str):
+        self.owner = owner
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{owner}.{field}: {problem}")
+
+
 class ProfileError(UserError):
     def __init__(self, path: object, key: str | None, problem: str):
         self.path = path
@@ -84,6 +104,10 @@ class ProfileError(UserError):
         self.problem = problem
         where = f"{path}" + (f": {key}" if key else "")
         super().__init__(f"{where}: {problem}")
+
+
+class PoseValueError(UserError, ValueError):
+    """An unknown parameter name or a value out of its range."""
 
 
 class CaptureError(UserError):
@@ -94,11 +118,19 @@ class CameraUnavailable(CaptureError):
     pass
 
 
+class SourceError(UserError):
+    pass
+
+
 class OutputError(UserError):
     pass
 
 
-class VirtualCameraUnavailable(OutputError):
+class SinkUnavailable(OutputError):
+    """An output that cannot open here; the live run goes on with its other outputs."""
+
+
+class VirtualCameraUnavailable(SinkUnavailable):
     pass
 
 
@@ -114,5 +146,15 @@ class ObsAuthError(ObsError):
     pass
 
 
-class RenderError(ThacamError):
-    pass
+class ObsRequestError(ObsError):
+    """OBS answered a request with an error status; ``code`` is obs-websocket's RequestStatus."""
+
+    def __init__(self, request: str, code: int, comment: str | None):
+        self.request = request
+        self.code = code
+        self.comment = comment
+        super().__init__(f"OBS refused {request} (code {code}: {comment or 'no comment'})")
+
+
+class ExportError(ThacamError):
+    """The optional exported backend cannot be used here (the caller falls back to PyTorch)."""

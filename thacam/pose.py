@@ -17,6 +17,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .errors import PoseValueError
+
 __all__ = [
     "Param", "ParamSpec", "PARAMS", "NAMES", "NUM_PARAMS", "EYEBROW", "FACE", "ROTATION",
     "Pose", "PoseValueError", "parse_assignments",
@@ -105,10 +107,6 @@ Param = enum.IntEnum("Param", {n.upper(): i for i, n in enumerate(NAMES)})
 _INDEX = {n: i for i, n in enumerate(NAMES)}
 LOW = np.array([p.low for p in PARAMS], dtype=np.float32)
 HIGH = np.array([p.high for p in PARAMS], dtype=np.float32)
-
-
-class PoseValueError(ValueError):
-    """An unknown parameter name or a value out of its range."""
 
 
 def index(name: str) -> int:
