@@ -53,6 +53,9 @@ def faces_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def renderer_cpu(weights_dir):
-    """One float32 CPU renderer for the whole session (loading costs ~0.5 s)."""
-    from thacam.render import Renderer, RenderSettings
-    return Renderer(RenderSettings(weights_dir=weights_dir, device="cpu", precision="float"))
+    """One float32 CPU renderer for the whole session (loading costs ~0.5 s), on the PyTorch
+    engine: the exact path the oracle tests compare against (backend auto could pick OpenVINO)."""
+    from thacam.render import RenderSettings
+    from thacam.render.engine import Renderer
+    return Renderer(RenderSettings(weights_dir=weights_dir, device="cpu", precision="float",
+                                   backend="torch"))

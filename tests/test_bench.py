@@ -20,8 +20,8 @@ from thacam.bench import psnr, random_poses
 from thacam.character import load_character, to_model_input
 from thacam.cli import main
 from thacam.model import Poser
-from thacam.model.fast import (CudaGraphRunner, StagedPoser, StageModules, StaticCall,
-                               TorchRunner, _warned, select_runner)
+from thacam.model.fast import CudaGraphRunner, StagedPoser, StaticCall, _warned, select_runner
+from thacam.model.stages import StageModules, TorchRunner
 
 pytestmark = [pytest.mark.weights, pytest.mark.slow]
 
@@ -172,8 +172,8 @@ def test_cuda_graph_runner_logic_on_cpu(setup):
 
 def test_openvino_fallback_warns_once(setup, monkeypatch, caplog):
     poser = setup[0]
-    import thacam.export as export
-    monkeypatch.setattr(export, "openvino_version", lambda: None)
+    import thacam.model.openvino as openvino_engine
+    monkeypatch.setattr(openvino_engine, "openvino_version", lambda: None)
     _warned.discard("openvino")
     modules = StageModules(poser)
     with caplog.at_level(logging.WARNING, logger="thacam.model.fast"):
@@ -191,7 +191,7 @@ def test_openvino_fallback_warns_once(setup, monkeypatch, caplog):
 def test_openvino_backend_psnr(setup):
     pytest.importorskip("openvino")
     poser, image, poses, plain = setup
-    from thacam.export import OpenVinoRunner
+    from thacam.model.openvino import OpenVinoRunner
     staged = StagedPoser(poser, fused=True)
     staged.runner = OpenVinoRunner(staged.modules)
     for k in ("a", "b"):

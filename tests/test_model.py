@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from PIL import Image
 from thacam import pose as P
 from thacam.character import load_character, to_model_input
 from thacam.model import NETWORK_NAMES, Poser, build_network
-from thacam.render import to_rgba8
+from thacam.render.engine import to_rgba8
 from thacam.weights import sample_names
 
 pytestmark = [pytest.mark.weights, pytest.mark.oracle, pytest.mark.slow]

@@ -22,13 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thacam.character import (FACE_CX_RANGE, FACE_CY_RANGE, FACE_TARGET, FACE_W_RANGE, Character,
-                              character_advice, check_character, load_character, touching_edges)
-from thacam.cli import main, warn_if_not_conforming
+from thacam.character import (Character, character_advice, check_character, load_character,
+                              touching_edges)
+from thacam.cli import main
+from thacam.cli.options import warn_if_not_conforming
 from thacam.errors import CharacterError
+from thacam.faces import (FACE_CX_RANGE, FACE_CY_RANGE, FACE_TARGET, FACE_W_RANGE, FaceBox,
+                          FaceFinder, on_white)
 from thacam.pose import Pose
-from thacam.prepare import (FaceBox, FaceFinder, PrepareOptions, compare_path, on_white,
-                            prepare_image, read_image)
+from thacam.prepare import PrepareOptions, compare_path, prepare_image, read_image
 
 # The test's own tolerance, from the issue: centre within 12 px of the samples' range of face
 # centres, width within 15% of their range of widths.

@@ -212,14 +212,6 @@ def test_mediapipe_start_up_noise_is_silenced(landmarker_model):
         assert noise not in res.stderr, res.stderr
 
 
-def test_tracking_module_does_not_import_mediapipe_until_used():
-    code = ("import sys, thacam.tracking; "
-            "bad = [m for m in ('mediapipe', 'torch', 'cv2') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
 # ------------------------------------------------------------------------------ flip checks
 
 def test_mirror_option_equals_a_flipped_frame(landmarker_model, astronaut):

@@ -36,8 +36,10 @@ import torch
 from .character import load_character, to_model_input
 from .errors import UserError
 from .model import NETWORK_NAMES, Poser
-from .model.fast import STAGE_NAMES, StagedPoser
+from .model.fast import StagedPoser
+from .model.stages import STAGE_NAMES
 from .pose import EYEBROW, NUM_PARAMS, PARAMS
+from .render.engine import resolve_precision
 from .runtime import allocator_tuned, page_faults, tune_allocator
 from .weights import sample_path, variant_dir
 
@@ -210,16 +212,10 @@ def _timed(device: torch.device, fn: Callable[[], torch.Tensor]) -> tuple[float,
 _NETWORK_OF_STAGE = dict(zip(STAGE_NAMES, NETWORK_NAMES[1:]))
 
 
-def _dtype_for(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return torch.float16 if precision == "half" else torch.float32
-
-
 def _bench_device(s: BenchSettings, device_name: str,
                   progress: Callable[[str], None] | None) -> BenchResult:
     device = torch.device(device_name)
-    dtype = _dtype_for(s.precision, device)
+    dtype = resolve_precision(s.precision, device)
     say = progress or (lambda msg: None)
     notes: list[str] = []
     if s.threads > 0:

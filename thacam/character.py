@@ -2,9 +2,10 @@
 
 THA3 needs a 512x512 RGBA image whose non-character pixels are (0,0,0,0), upright, with the head
 roughly inside the 128x128 box centred in the top half. Loading enforces the hard rules (size,
-alpha) with a one-line error naming ``thacam prepare``, the command that fixes an image.
+alpha) with a one-line error naming ``thacam prepare``, the command that fixes an image; checking
+compares the head with the official samples (faces.py measures it).
 
-Must not import torch.
+Must not import torch, cv2 or prepare (prepare builds on this module).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import CharacterError
+from .faces import (FACE_CX_RANGE, FACE_CY_RANGE, FACE_W_RANGE, SIZE, FaceFinder, face_problems,
+                    on_white, silhouette_face)
 
-__all__ = ["Character", "load_character", "srgb_to_linear", "linear_to_srgb", "to_model_input",
-           "SIZE", "prepare_hint", "check_character", "character_advice", "touching_edges",
-           "FACE_TARGET", "FACE_CX_RANGE", "FACE_CY_RANGE", "FACE_W_RANGE"]
+__all__ = ["Character", "load_character", "open_image", "srgb_to_linear", "linear_to_srgb",
+           "to_model_input", "prepare_hint", "check_character", "character_advice",
+           "touching_edges"]
 
 log = logging.getLogger(__name__)
 
-SIZE = 512
 # Pillow's own bomb check trips at ~179 Mpixel; thacam never needs more than a big illustration.
 MAX_PIXELS = 64_000_000
 
@@ -46,7 +48,13 @@ class Character:
         return self.path.stem if self.path else "character"
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and decode any picture Pillow reads, refusing what is not one.
+
+    Raises:
+        CharacterError: missing, a folder, empty, not an image, damaged or truncated, or over
+            MAX_PIXELS (a possible decompression bomb).
+    """
     if not path.exists():
         raise CharacterError(path, "file not found", "check the path")
     if path.is_dir():
@@ -82,7 +90,7 @@ def load_character(path: Path | str) -> Character:
         CharacterError: not an image, truncated, too large, no alpha, wrong size.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if not has_alpha:
         raise CharacterError(path, f"image has no alpha channel (mode {img.mode})",
@@ -120,15 +128,9 @@ def to_model_input(rgba: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- placement checks
 
-# Where the official samples have their faces: MediaPipe's face detector (face_detector.tflite in
-# face_landmarker.task, min confidence 0.3, best box) on each of the 10 samples composited on
-# white. Centre x, centre y and width of the box in px; tests/test_prepare.py re-measures them.
-FACE_TARGET = (259.85, 156.15, 86.1)       # the mean: where `thacam prepare` puts the face
-FACE_CX_RANGE = (251.5, 271.5)
-FACE_CY_RANGE = (142.0, 164.0)
-FACE_W_RANGE = (70.0, 96.0)
-# Looser than what `thacam prepare` guarantees (12 px, 15%): hand-made characters that THA3
-# animates well vary more than the samples do, and a warning on every run would be noise.
+# Slack around the samples' face ranges (faces.py). Looser than what `thacam prepare` guarantees
+# (12 px, 15%): hand-made characters that THA3 animates well vary more than the samples do, and a
+# warning on every run would be noise.
 CHECK_SLACK_PX = 24.0
 CHECK_SLACK = 0.25
 
@@ -155,7 +157,7 @@ def check_character(character: Character, landmarker: Path | None = None) -> lis
     problems: list[str] = []
     if character.path is not None and Path(character.path).is_file():
         try:
-            raw = np.asarray(_open(Path(character.path)).convert("RGBA"))
+            raw = np.asarray(open_image(Path(character.path)).convert("RGBA"))
             if raw.shape == character.rgba.shape:
                 clear = raw[..., 3] == 0
                 n = int((clear & raw[..., :3].any(axis=2)).sum())
@@ -180,14 +182,14 @@ def _head_problems(character: Character, landmarker: Path | None) -> list[str]:
     if not task.is_file():
         log.debug("no %s: the head position check is skipped", task)
         return []
+    rgba = character.rgba.astype(np.float32) / 255.0
+    alpha = rgba[..., 3]
     try:
-        from .prepare import FaceFinder, face_problems, on_white, silhouette_face
+        finder = FaceFinder(task)
     except ImportError as exc:  # mediapipe missing: the check is a courtesy, not a requirement
         log.debug("head position check skipped (%s)", exc)
         return []
-    rgba = character.rgba.astype(np.float32) / 255.0
-    alpha = rgba[..., 3]
-    with FaceFinder(task) as finder:
+    with finder:
         faces = finder.find(on_white(rgba[..., :3] * alpha[..., None], alpha))
     # The best face near the top half; the detector also fires weakly on chests.
     faces = [f for f in faces if f.cy < SIZE * 0.6]

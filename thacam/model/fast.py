@@ -1,8 +1,8 @@
 """The poser path the renderer runs: THA3's four per-frame stages, exact caching, backends.
 
 :class:`StagedPoser` runs the same maths as :meth:`Poser.stages` (on the torch backend equal to
-float32 rounding, <= 1e-4; ``build`` picks the fused forms of model/fused.py) but split into four
-stages so that
+float32 rounding, <= 1e-4; ``build`` picks the fused forms of model/fused.py) but split into the
+four stages of model/stages.py so that
 
 * work whose inputs did not change since the last frame is skipped, exactly: the eyebrow
   combiner's output is reused while ``pose[EYEBROW]`` is unchanged, the face morpher's while the
@@ -11,7 +11,7 @@ stages so that
   never syncs with the GPU to decide. In live use brows often hold still for many frames;
   random benchmark poses never hit.
 * each stage can run on another backend: PyTorch (default), an OpenVINO graph exported from the
-  same modules (``thacam.export``; CPU float32), or PyTorch with CUDA graphs (static buffers,
+  same modules (model/openvino.py; CPU float32), or PyTorch with CUDA graphs (static buffers,
   replay; falls back to plain PyTorch when CUDA is absent).
 
 Must not import cv2, mediapipe, or openvino at module level (the export is optional).
@@ -21,111 +21,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import pose as P
-from .fused import FusedCombiner, FusedEditor, FusedFaceMorpher
-from .poser import EYEBROW_IN_FACE, FACE_CROP, IMAGE_SIZE, ROTATOR_SIZE, Poser
+from .poser import EYEBROW_IN_FACE, FACE_CROP, Poser
+from .stages import StageModules, StageRunner, TorchRunner
 
-__all__ = ["StageModules", "StageRunner", "TorchRunner", "StaticCall", "CudaGraphRunner",
-           "StagedPoser", "STAGE_NAMES", "BACKENDS", "select_runner"]
+__all__ = ["StaticCall", "CudaGraphRunner", "StagedPoser", "BACKENDS", "select_runner"]
 
 log = logging.getLogger(__name__)
-
-STAGE_NAMES = ("combiner", "face_morpher", "rotator", "editor")
-
-
-def _resize(x: Tensor, size: int) -> Tensor:
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-
-
-# ------------------------------------------------------------------------------ stage modules
-
-class CombinerStage(nn.Module):
-    def __init__(self, poser: Poser, fused: bool = False):
-        super().__init__()
-        net = poser.eyebrow_morphing_combiner
-        self.net = FusedCombiner(net) if fused else net
-
-    def forward(self, background: Tensor, eyebrow: Tensor, pose_eyebrow: Tensor) -> Tensor:
-        return self.net(background, eyebrow, pose_eyebrow)
-
-
-class FaceStage(nn.Module):
-    def __init__(self, poser: Poser, fused: bool = False):
-        super().__init__()
-        net = poser.face_morpher
-        self.net = FusedFaceMorpher(net) if fused else net
-
-    def forward(self, face_in: Tensor, pose_face: Tensor) -> Tensor:
-        return self.net(face_in, pose_face)
-
-
-class RotatorStage(nn.Module):
-    def __init__(self, poser: Poser):
-        super().__init__()
-        self.net = poser.two_algo_face_body_rotator
-
-    def forward(self, full: Tensor, rotation: Tensor) -> tuple[Tensor, Tensor]:
-        return self.net(_resize(full, ROTATOR_SIZE), rotation)
-
-
-class EditorStage(nn.Module):
-    def __init__(self, poser: Poser, fused: bool = False, fuse_heads: bool = True):
-        super().__init__()
-        self.net = FusedEditor(poser.editor, fuse_heads) if fused else poser.editor
-
-    def forward(self, full: Tensor, warped_half: Tensor, grid_half: Tensor,
-                rotation: Tensor) -> Tensor:
-        return self.net(full, _resize(warped_half, IMAGE_SIZE), _resize(grid_half, IMAGE_SIZE),
-                        rotation)
-
-
-class StageModules(nn.Module):
-    """The four per-frame stages as tensor-in/tensor-out modules (what backends export).
-
-    ``fused`` swaps in the equal-but-faster forms of model/fused.py (separable variant only).
-    """
-
-    def __init__(self, poser: Poser, fused: bool = False):
-        super().__init__()
-        self.fused = fused = fused and poser.variant == "separable"
-        self.combiner = CombinerStage(poser, fused)
-        self.face_morpher = FaceStage(poser, fused)
-        self.rotator = RotatorStage(poser)
-        self.editor = EditorStage(poser, fused)
-        # Exported graphs trace the editor with one conv per output head: OpenVINO fuses each
-        # head's tanh/sigmoid into its conv, which beats one stacked conv split afterwards
-        # (editor 244 -> 220 ms in an interleaved A/B on the 2-core VM). Same weights, same maths.
-        self.editor_export = EditorStage(poser, fused, fuse_heads=False) if fused else self.editor
-
-    def export_module(self, stage: str) -> nn.Module:
-        """The module an exported backend traces for ``stage``."""
-        return self.editor_export if stage == "editor" else getattr(self, stage)
-
-
-class StageRunner(Protocol):
-    """Runs one named stage on torch tensors (on the poser's device) and returns torch tensors."""
-
-    name: str
-
-    def __call__(self, stage: str, *inputs: Tensor) -> Tensor | tuple[Tensor, ...]: ...
-
-
-class TorchRunner:
-    name = "torch"
-
-    def __init__(self, modules: StageModules):
-        self.modules = modules
-
-    def __call__(self, stage: str, *inputs: Tensor):
-        with torch.inference_mode():
-            return getattr(self.modules, stage)(*inputs)
 
 
 # ------------------------------------------------------------------------------- CUDA graphs
@@ -344,7 +252,8 @@ def select_runner(modules: StageModules, backend: str = "torch", threads: int = 
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     p = next(modules.parameters())
     if backend in ("openvino", "auto") and p.device.type == "cpu" and p.dtype == torch.float32:
-        from ..export import ExportError, OpenVinoRunner, openvino_version
+        from ..errors import ExportError
+        from .openvino import OpenVinoRunner, openvino_version
         if backend == "openvino" or openvino_version() is not None:
             try:
                 return OpenVinoRunner(modules, threads=threads, progress=progress)

@@ -1,4 +1,4 @@
-"""Exported backends: THA3's per-frame stages as OpenVINO graphs for the CPU.
+"""The OpenVINO engine: THA3's per-frame stages (model/stages.py) as OpenVINO graphs for the CPU.
 
 OpenVINO runs THA3's float32 graph 3-5x faster than eager PyTorch on an AVX2 CPU (its depthwise
 convolutions and normalisations are fused and blocked for the cache). The export is optional:
@@ -12,7 +12,9 @@ reused. Only float32 on the CPU is exported: OpenVINO computes f32 on AVX2-only 
 is emulated and very slow), and its results differ from PyTorch's by summation order only
 (PSNR far above 40 dB; the bench prints it).
 
-Must not import cv2 or mediapipe; imports openvino lazily.
+Raises ExportError (thacam.errors) when the engine cannot run here; model/fast.py's select_runner
+catches it and falls back. Must not import cv2, mediapipe or model/fast.py; imports openvino
+lazily.
 """
 
 from __future__ import annotations
@@ -29,19 +31,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model.fast import STAGE_NAMES, StageModules
+from ..errors import ExportError
+from .stages import STAGE_NAMES, StageModules
 
-__all__ = ["openvino_version", "cache_root", "weights_key", "OpenVinoRunner", "ExportError",
-           "EXPORT_FORMAT"]
+__all__ = ["openvino_version", "cache_root", "weights_key", "OpenVinoRunner", "EXPORT_FORMAT"]
 
 log = logging.getLogger(__name__)
 
 # Bump when the exported graphs' inputs, outputs or conversion options change.
 EXPORT_FORMAT = 4
-
-
-class ExportError(RuntimeError):
-    """The optional exported backend cannot be used here (the caller falls back to PyTorch)."""
 
 
 def openvino_version() -> str | None:

@@ -1,9 +1,9 @@
-"""Render stage: a character + a Pose -> a 512x512 RGBA frame (uint8, sRGB, straight alpha).
+"""The renderer: a character + a Pose -> a 512x512 RGBA frame (uint8, sRGB, straight alpha).
 
 Owns the choice of device and precision (default: separable variant, half on a GPU, float on
-CPU) and the colour conversions around the model: the model works in linear RGB in [-1,1]; the
-output is mapped to [0,1], clipped, converted linear->sRGB on RGB only (alpha stays straight) and
-rounded to 8 bits, as THA3's own apps do.
+CPU; the settings are thacam.render.RenderSettings) and the colour conversions around the model:
+the model works in linear RGB in [-1,1]; the output is mapped to [0,1], clipped, converted
+linear->sRGB on RGB only (alpha stays straight) and rounded to 8 bits, as THA3's own apps do.
 
 Must not import cv2 or mediapipe.
 """
@@ -11,40 +11,21 @@ Must not import cv2 or mediapipe.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from .character import Character, to_model_input
-from .errors import UserError
-from .model import Poser
-from .model.fast import StagedPoser
-from .pose import NUM_PARAMS, Pose
-from .weights import DEFAULT_WEIGHTS_DIR
+from ..character import Character, to_model_input
+from ..errors import UserError
+from ..model import Poser
+from ..model.fast import StagedPoser
+from ..pose import Pose
+from . import DEVICES, PRECISIONS, RenderSettings
 
-__all__ = ["RenderSettings", "Renderer", "resolve_device", "resolve_precision", "to_rgba8"]
+__all__ = ["Renderer", "resolve_device", "resolve_precision", "to_rgba8"]
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "float", "half")
-VARIANTS = ("separable", "standard")
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    weights_dir: Path = DEFAULT_WEIGHTS_DIR
-    variant: str = "separable"      # separable | standard
-    device: str = "auto"            # auto | cpu | cuda | mps
-    precision: str = "auto"         # auto | float | half
-    threads: int = 0                # CPU threads for torch; 0 = torch's default
-    # torch | openvino | auto (= OpenVINO for float32 on CPU when installed); see thacam.export
-    backend: str = "torch"
-    # Reuse stage outputs while their pose groups are unchanged (exact; see model/fast.py).
-    cache: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -88,17 +69,30 @@ class Renderer:
     """Loads the poser once; ``set_character`` then ``render(pose)`` per frame."""
 
     def __init__(self, settings: RenderSettings = RenderSettings(),
-                 progress: Callable[[str, int, int], None] | None = None):
-        """``progress(stage, i, n)`` hears of the one-off OpenVINO export (backend openvino/auto)."""
-        if settings.variant not in VARIANTS:
-            raise UserError(f"unknown variant {settings.variant!r}; choose separable or standard")
+                 progress: Callable[[str, int, int], None] | None = None, *,
+                 poser: Poser | None = None):
+        """``progress(stage, i, n)`` hears of the one-off OpenVINO export (backend openvino/auto).
+
+        ``poser``: an already built Poser to render with (moved to the settings' device and
+        precision) instead of loading the official weights from ``settings.weights_dir``; tests
+        use it to run random-init networks without any weight file.
+
+        Raises:
+            MissingWeights, IncompatibleCheckpoint: the weight files (no ``poser`` given).
+            UserError: the device asked for is not available here.
+            ValueError: ``poser`` is of another variant than ``settings.variant``.
+        """
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = resolve_precision(settings.precision, self.device)
         if settings.threads > 0:
             torch.set_num_threads(settings.threads)
-        folder_variant = f"{settings.variant}_{'half' if self.dtype == torch.float16 else 'float'}"
-        poser = Poser.load(settings.weights_dir, folder_variant)
+        if poser is None:
+            precision = "half" if self.dtype == torch.float16 else "float"
+            poser = Poser.load(settings.weights_dir, f"{settings.variant}_{precision}")
+        elif poser.variant != settings.variant:
+            raise ValueError(f"the poser given is THA3 {poser.variant}, the settings ask for "
+                             f"{settings.variant}")
         # Half = the float weights cast, as the paper made separable_half; official *_half files
         # are already float16 and cast to themselves.
         self.poser = poser.to(self.device, self.dtype)
@@ -117,11 +111,6 @@ class Renderer:
         self.character = character
         image = torch.from_numpy(to_model_input(character.rgba)).unsqueeze(0)
         self.staged.set_character(image)
-
-    def pose_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
-        values = np.stack([p.values for p in poses]).astype(np.float32)
-        assert values.shape[1] == NUM_PARAMS
-        return torch.from_numpy(values).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def render_tensor(self, poses: Sequence[Pose]) -> torch.Tensor:
