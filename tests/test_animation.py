@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
 
 from thacam.animation import (
     BUILTIN_PRESETS, Animator, BreathingSettings, ExpressionPreset, IdleSettings, OneEuroFilter,
-    SettingsError, SmoothingSettings, breathing_value, channel_groups,
+    SmoothingSettings, breathing_value, channel_groups,
 )
+from thacam.errors import SettingsError
 from thacam.pose import NAMES, Pose
 
 NO_BREATH = BreathingSettings(rate_per_min=0.0)
@@ -429,12 +429,13 @@ def test_builtin_presets_are_valid_and_leave_head_and_mouth_vowels_alone():
 
 
 @pytest.mark.parametrize("kwargs, field, words", [
-    ({"overrides": {"eyebrow_hapy_left": 1.0}}, "overrides", "eyebrow_happy_left"),
+    ({"overrides": {"eyebrow_hapy_left": 1.0}}, "overrides.eyebrow_hapy_left",
+     "eyebrow_happy_left"),
     ({"overrides": {"eye_wink_left": 1.5}}, "overrides.eye_wink_left", "[0, 1]"),
-    ({"overrides": {"breathing": 0.5}}, "overrides", "breathing settings"),
+    ({"overrides": {"breathing": 0.5}}, "overrides.breathing", "breathing settings"),
     ({"overrides": {}}, "overrides", "at least one"),
-    ({"fade_s": -0.1}, "fade_s", "out of range"),
-    ({"mode": "press"}, "mode", "hold, toggle"),
+    ({"fade_s": -0.1}, "fade_s", "expected a number in [0, 10], got -0.1"),
+    ({"mode": "press"}, "mode", "'hold', 'toggle'"),
 ])
 def test_expression_preset_validation_names_the_field(kwargs, field, words):
     args = {"name": "x", "overrides": {"eye_wink_left": 1.0}, **kwargs}
@@ -454,18 +455,18 @@ def test_preset_overrides_are_copied():
 # ----------------------------------------------------------------------------------- settings
 
 @pytest.mark.parametrize("cls, kwargs, field, words", [
-    (SmoothingSettings, {"head_beta": -1.0}, "head_beta", "out of range"),
-    (SmoothingSettings, {"eyes_min_cutoff_hz": 0.0}, "eyes_min_cutoff_hz", "out of range"),
+    (SmoothingSettings, {"head_beta": -1.0}, "head_beta", "expected a number in [0, 50]"),
+    (SmoothingSettings, {"eyes_min_cutoff_hz": 0.0}, "eyes_min_cutoff_hz", "in [0.01, 30]"),
     (SmoothingSettings, {"d_cutoff_hz": float("nan")}, "d_cutoff_hz", "finite"),
     (SmoothingSettings, {"enabled": "yes"}, "enabled", "true or false"),
     (SmoothingSettings, {"mouth_beta": "2"}, "mouth_beta", "expected a number"),
-    (BreathingSettings, {"rate_per_min": -5.0}, "rate_per_min", "out of range"),
+    (BreathingSettings, {"rate_per_min": -5.0}, "rate_per_min", "in [0, 60], got -5"),
     (BreathingSettings, {"depth": 1.5}, "depth", "[0, 1]"),
-    (IdleSettings, {"ease_s": 0.0}, "ease_s", "out of range"),
+    (IdleSettings, {"ease_s": 0.0}, "ease_s", "in [0.05, 5], got 0"),
     (IdleSettings, {"lost_after_s": float("inf")}, "lost_after_s", "finite"),
     (IdleSettings, {"blink_interval_s": (6.0, 2.0)}, "blink_interval_s", "above high"),
-    (IdleSettings, {"blink_interval_s": (0.0, 2.0)}, "blink_interval_s", "out of range"),
-    (IdleSettings, {"blink_interval_s": 3.0}, "blink_interval_s", "[low, high]"),
+    (IdleSettings, {"blink_interval_s": (0.0, 2.0)}, "blink_interval_s[0]", "in [0.3, 60]"),
+    (IdleSettings, {"blink_interval_s": 3.0}, "blink_interval_s", "a list of 2 values"),
     (IdleSettings, {"seed": 1.5}, "seed", "integer"),
 ])
 def test_settings_validation_names_the_field(cls, kwargs, field, words):
@@ -478,7 +479,7 @@ def test_settings_validation_names_the_field(cls, kwargs, field, words):
     broken = object.__new__(cls)
     for f in dataclasses.fields(cls):
         object.__setattr__(broken, f.name, kwargs.get(f.name, f.default))
-    with pytest.raises(SettingsError, match=field):
+    with pytest.raises(SettingsError, match=re.escape(field)):
         broken.validate()
 
 
@@ -493,11 +494,3 @@ def test_settings_defaults_are_valid_and_documented(cls):
         # Frozen: live tuning goes through Animator.configure with a new instance.
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(cls(), f.name, f.default)
-
-
-def test_animation_module_does_not_import_torch_cv2_or_mediapipe():
-    code = ("import sys, thacam.animation; "
-            "bad = [m for m in ('torch', 'cv2', 'mediapipe') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr

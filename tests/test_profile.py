@@ -13,9 +13,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pytest
@@ -23,10 +21,14 @@ import tomlkit
 from PIL import Image
 
 from thacam import profile as P
+from thacam.settings import codec as C
 from thacam.cli import main
+from thacam.cli.options import add_flags, add_profile
+from thacam.controls import Controls
 from thacam.errors import ProfileError
-from thacam.retarget import Calibration, Retargeter
-from thacam.tracking import Blendshapes, FaceObservation
+from thacam.retarget import Calibration
+
+from controls_fixtures import FACE, FakeTarget, pose_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,24 +84,6 @@ def test_committed_default_toml_is_current():
         "run `python -m thacam.profile` and commit the result")
 
 
-def _section_classes() -> list[type]:
-    out, todo = [], [P.Profile]
-    while todo:
-        cls = todo.pop()
-        out.append(cls)
-        for info in P.fields_of(cls):
-            sub = info.spec.item if info.spec.kind == "map" else info.spec
-            if sub is not None and sub.kind == "table":
-                todo.append(sub.tp)
-    return out
-
-
-def test_every_setting_has_help_text():
-    missing = [f"{cls.__name__}.{i.name}" for cls in _section_classes()
-               for i in P.fields_of(cls) if not i.help and cls is not P.Profile]
-    assert missing == [], f"fields without help metadata: {missing}"
-
-
 def test_default_toml_puts_a_comment_above_every_key_and_table():
     lines = (REPO / "profiles" / "default.toml").read_text(encoding="utf-8").splitlines()
     seen: set[tuple[str, str]] = set()
@@ -144,7 +128,7 @@ def test_load_tune_save_load_keeps_settings_and_comments(user_profile, character
 
     cal = Calibration(yaw=4.5, pitch=9.25, roll=-1.5,
                       blendshapes=tuple(round(0.01 * i, 2) for i in range(52)), frames=7)
-    tuner = P.Tuner(profile, user_profile, calibrate=lambda: cal)
+    tuner = Controls(profile, user_profile, target=FakeTarget(calibration=cal))
     for key in "OObhRec":
         assert tuner.press(key) is not None, key
     tuned = tuner.profile
@@ -203,50 +187,6 @@ def test_removed_preset_and_new_file(tmp_path, user_profile):
     P.save_profile(profile, fresh)
     assert P.load_profile(fresh) == profile
     assert (fresh.stat().st_mode & 0o777) == (user_profile.stat().st_mode & 0o777)
-
-
-def test_tuner_keys_limits_and_events():
-    tuner = P.Tuner(P.Profile())
-    help_keys = " ".join(k for k, _ in P.Tuner.key_help())
-    for gain in P.Tuner.GAINS:
-        assert gain.down in help_keys and gain.up in help_keys
-        for key, base in gain.keys:   # the tuned settings exist in the stages' dataclasses
-            assert P._field_info(key).spec.kind in ("float", "int")
-            assert base is None or P._field_info(base).spec.kind in ("float", "int")
-
-    # breathing depth is already at its maximum (1.0): up stays there and says so
-    event = tuner.press("R")
-    assert event.action == "gain" and "limit" in event.message
-    assert tuner.profile.breathing.depth == 1.0 and not tuner.dirty
-    assert tuner.press(ord("r")).message.endswith("breathing.depth = 0.909")  # cv2 key code
-    for _ in range(60):
-        tuner.press("o")
-    assert tuner.profile.retarget.jaw_open_max == 1.0  # clamped to its range, never invalid
-
-    families = P._field_info("retarget.eyebrow_family").spec.choices
-    seen = {tuner.profile.retarget.eyebrow_family}
-    for _ in range(len(families)):
-        seen.add(tuner.press("e").message.split(": ")[1])
-    assert seen == set(families) and tuner.profile.retarget.eyebrow_family == families[
-        (families.index(P.Profile().retarget.eyebrow_family)) % len(families)]
-
-    assert tuner.press("x") is None and tuner.press(-1) is None
-    assert tuner.press("9") is None  # no preset on 9
-    event = tuner.press("1")
-    assert event.action == "expression" and event.preset == P.Profile().expressions["1"]
-    assert tuner.press("c").message == "calibration is not available here"
-    assert P.Tuner(P.Profile(), calibrate=lambda: None).press("c").message.startswith(
-        "no face in view")
-    assert tuner.press("s").message == "no profile file to save to"
-
-
-def test_tuner_on_change_sees_every_change():
-    seen = []
-    tuner = P.Tuner(P.Profile(), on_change=seen.append)
-    tuner.press("H")
-    tuner.press("w")
-    assert len(seen) == 2 and seen[-1] is tuner.profile
-    assert seen[-1].retarget.wink_mode != P.Profile().retarget.wink_mode
 
 
 # ------------------------------------------------------------------------- broken profiles
@@ -362,49 +302,6 @@ def test_check_command_real_process_exit_codes(tmp_path, user_profile):
     assert ok.returncode == 0, ok.stderr
 
 
-# ---------------------------------------------------------------- the generic TOML layer
-
-class Speed(str, __import__("enum").Enum):
-    SLOW = "slow"
-    FAST = "fast"
-
-
-@dataclass(frozen=True)
-class Widget:
-    """A settings class a future stage might add: no profile code needed for it."""
-
-    rate_hz: float = field(default=1.0, metadata={"help": "no range, but a rate"})
-    mode: Literal["a", "b"] = field(default="a", metadata={"help": "choice"})
-    speed: Speed = field(default=Speed.SLOW, metadata={"help": "enum"})
-    size: tuple[int, int] = field(default=(1, 2), metadata={"help": "pair", "range": (0, 9)})
-    seed: int | None = field(default=None, metadata={"help": "optional int"})
-    label: str | None = field(default=None, metadata={"help": "optional str"})
-
-
-def _decode(table: dict) -> Widget:
-    return P._decode_table(Widget, table, "widget", P._Ctx("w.toml", None))
-
-
-def test_generic_layer_reads_types_from_the_dataclass():
-    w = _decode({"rate_hz": 2, "mode": "b", "speed": "fast", "size": [3, 4], "seed": 7,
-                 "label": ""})
-    assert w == Widget(rate_hz=2.0, mode="b", speed=Speed.FAST, size=(3, 4), seed=7, label=None)
-    assert isinstance(w.rate_hz, float) and isinstance(w.size, tuple)
-    assert P.encode(w) == {"rate_hz": 2.0, "mode": "b", "speed": "fast", "size": [3, 4],
-                           "seed": 7, "label": ""}
-    assert "seed" not in P.encode(Widget())  # no TOML null: an unset optional is absent
-    for table, message in [
-            ({"rate_hz": -1.0}, "widget.rate_hz: expected a number >= 0 (a rate_hz cannot be "
-                                "negative), got -1"),
-            ({"speed": "medium"}, "widget.speed: expected one of 'slow', 'fast', got the string "
-                                  "'medium'"),
-            ({"size": [1, 10]}, "widget.size[1]: expected an integer in [0, 9], got 10"),
-            ({"seed": 1.5}, "widget.seed: expected an integer, got 1.5")]:
-        with pytest.raises(ProfileError) as info:
-            _decode(table)
-        assert str(info.value) == f"w.toml: {message}"
-
-
 def test_obs_follows_output_background_and_device(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text('[output]\nbackground = [0, 0, 255]\ndevice = "/dev/video9"\n',
@@ -418,7 +315,8 @@ def test_obs_follows_output_background_and_device(tmp_path):
 
 def _args(**kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    P.add_override_arguments(parser)
+    add_profile(parser)
+    add_flags(parser)
     ns = parser.parse_args([])
     for k, v in kw.items():
         setattr(ns, k, v)
@@ -517,19 +415,6 @@ def test_offer_profile_asks_and_creates(tmp_path, character):
 
 # ------------------------------------------------------- the profile changes the retargeted pose
 
-def _obs(t_ms: float, yaw=0.0, pitch=0.0, roll=0.0, **scores) -> FaceObservation:
-    return FaceObservation(Blendshapes.from_dict(scores), yaw, pitch, roll, t_ms)
-
-
-def _pose(profile: P.Profile, **face):
-    r = Retargeter(profile.retarget, profile.neutral)
-    pose = None
-    for i in range(5):
-        pose = r.update(_obs(i * 33.0, **face))
-    return pose
-
-
-FACE = dict(yaw=12.0, pitch=6.0, roll=4.0, jawOpen=0.3, browDownLeft=0.4, browDownRight=0.4)
 
 
 def test_profile_calibration_recentres_the_head(tmp_path):
@@ -538,8 +423,8 @@ def test_profile_calibration_recentres_the_head(tmp_path):
                     encoding="utf-8")
     calibrated = P.load_profile(path)
     assert calibrated.neutral is not None
-    plain = _pose(P.Profile(), **FACE)
-    centred = _pose(calibrated, **FACE)
+    plain = pose_for(P.Profile(), **FACE)
+    centred = pose_for(calibrated, **FACE)
     assert abs(plain["head_y"]) > 0.5 and abs(plain["neck_z"]) > 0.1
     for name in ("head_x", "head_y", "neck_z", "body_y", "body_z"):
         assert centred[name] == pytest.approx(0.0, abs=1e-6), name
@@ -547,35 +432,8 @@ def test_profile_calibration_recentres_the_head(tmp_path):
     assert centred["mouth_aaa"] == pytest.approx(plain["mouth_aaa"])
 
 
-def test_tuned_gains_and_modes_change_the_pose():
-    base = P.Profile()
-    tuner = P.Tuner(base)
-    for key in "OOHHe":
-        tuner.press(key)
-    before, after = _pose(base, **FACE), _pose(tuner.profile, **FACE)
-    assert after["mouth_aaa"] > before["mouth_aaa"] + 0.1          # mouth gain up
-    assert abs(after["head_y"]) > abs(before["head_y"]) + 0.1       # head gain up
-    old_family = f"eyebrow_{base.retarget.eyebrow_family}_left"
-    new_family = f"eyebrow_{tuner.profile.retarget.eyebrow_family}_left"
-    assert before[old_family] > 0.5 and after[old_family] == 0.0    # eyebrow family cycled
-    assert after[new_family] == pytest.approx(before[old_family])
-    # down again restores the mouth to (nearly) where it was
-    tuner.press("o")
-    tuner.press("o")
-    assert _pose(tuner.profile, **FACE)["mouth_aaa"] == pytest.approx(before["mouth_aaa"],
-                                                                       abs=0.02)
-
-
-def test_no_heavy_imports():
-    code = ("import sys, thacam.profile; bad = [m for m in ('torch', 'cv2', 'mediapipe') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
-    assert run.returncode == 0, run.stdout + run.stderr
-
-
 def test_tomlkit_sees_the_same_values_as_the_loader(user_profile):
     # save_profile edits with tomlkit but loads with tomllib: both must read a file identically
     doc = tomlkit.parse(user_profile.read_text(encoding="utf-8")).unwrap()
-    assert P._decode_table(P.Profile, doc, "", P._Ctx("x", user_profile.parent)) == \
-        P.load_profile(user_profile)
+    assert C.decode(P.Profile, doc, file="x", base_dir=user_profile.parent,
+                    derived=P.DERIVED) == P.load_profile(user_profile)

@@ -19,19 +19,21 @@ Pure numpy + thacam.pose. Must not import torch, cv2 or mediapipe.
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
+import functools
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
 from . import pose as posemod
 from .pose import NAMES, NUM_PARAMS, Pose
+from .settings import Settings, setting
 
 __all__ = [
-    "SettingsError", "SmoothingSettings", "BreathingSettings", "IdleSettings",
+    "SmoothingSettings", "BreathingSettings", "IdleSettings",
     "ExpressionPreset", "BUILTIN_PRESETS", "OneEuroFilter", "Animator", "channel_groups",
     "breathing_value",
 ]
@@ -40,73 +42,14 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------ settings
-
-class SettingsError(ValueError):
-    """A setting out of its range or of the wrong type; ``field`` names it."""
-
-    def __init__(self, owner: str, field_name: str, problem: str):
-        self.owner = owner
-        self.field = field_name
-        super().__init__(f"{owner}.{field_name}: {problem}")
-
-
-def _setting(default: Any, lo: float | None = None, hi: float | None = None, help: str = ""):
-    meta: dict[str, Any] = {"help": help}
-    if lo is not None:
-        meta["range"] = (lo, hi)
-    return field(default=default, metadata=meta)
-
-
-def _check_number(owner: str, name: str, value: Any, rng: tuple[float, float] | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise SettingsError(owner, name, f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise SettingsError(owner, name, f"expected a finite number, got {value!r}")
-    if rng is not None and not (rng[0] <= value <= rng[1]):
-        raise SettingsError(owner, name,
-                            f"{value!r} is out of range; expected a value in [{rng[0]:g}, {rng[1]:g}]")
-
-
-class _Validated:
-    """Checks every field against its metadata range on construction (and on demand)."""
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        owner = type(self).__name__
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            rng = f.metadata.get("range")
-            if isinstance(f.default, bool):
-                if not isinstance(value, bool):
-                    raise SettingsError(owner, f.name, f"expected true or false, got {value!r}")
-            elif isinstance(f.default, tuple):
-                if not isinstance(value, (tuple, list)) or len(value) != 2:
-                    raise SettingsError(owner, f.name, f"expected [low, high], got {value!r}")
-                for v in value:
-                    _check_number(owner, f.name, v, rng)
-                if value[0] > value[1]:
-                    raise SettingsError(owner, f.name,
-                                        f"low {value[0]!r} is above high {value[1]!r}; "
-                                        "give [low, high]")
-            elif f.name == "seed":
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                    raise SettingsError(owner, f.name, f"expected an integer or none, got {value!r}")
-            else:
-                _check_number(owner, f.name, value, rng)
-        self._check_relations()
-
-    def _check_relations(self) -> None:
-        pass
-
-
+# Every animation setting except the idle seed can change while running (Animator.configure).
+tunable = functools.partial(setting, live=True)
 _CUT = (0.01, 30.0)
 _BETA = (0.0, 50.0)
 
 
 @dataclass(frozen=True)
-class SmoothingSettings(_Validated):
+class SmoothingSettings(Settings):
     """One-Euro settings per channel group.
 
     ``min_cutoff_hz`` is the cutoff while the channel is still (lower = steadier, more lag on slow
@@ -118,39 +61,63 @@ class SmoothingSettings(_Validated):
     mouth are fast so a two-frame blink still closes the eyes (>= 0.9).
     """
 
-    enabled: bool = _setting(True, help="smooth the tracked pose at all")
-    head_min_cutoff_hz: float = _setting(0.7, *_CUT, help="head_x/head_y/neck_z/body_*: cutoff at rest (Hz)")
-    head_beta: float = _setting(1.0, *_BETA, help="head and body: how fast the cutoff opens with speed")
-    eyes_min_cutoff_hz: float = _setting(5.0, *_CUT, help="eye_* (blinks, winks): cutoff at rest (Hz)")
-    eyes_beta: float = _setting(2.0, *_BETA, help="eyes: how fast the cutoff opens with speed")
-    mouth_min_cutoff_hz: float = _setting(4.0, *_CUT, help="mouth_*: cutoff at rest (Hz)")
-    mouth_beta: float = _setting(2.0, *_BETA, help="mouth: how fast the cutoff opens with speed")
-    brows_min_cutoff_hz: float = _setting(2.0, *_CUT, help="eyebrow_*: cutoff at rest (Hz)")
-    brows_beta: float = _setting(1.0, *_BETA, help="eyebrows: how fast the cutoff opens with speed")
-    iris_min_cutoff_hz: float = _setting(1.0, *_CUT, help="iris_*: cutoff at rest (Hz); gaze is noisy")
-    iris_beta: float = _setting(0.5, *_BETA, help="iris: how fast the cutoff opens with speed")
-    d_cutoff_hz: float = _setting(0.7, 0.05, 30.0, help="cutoff of the speed estimate itself (Hz)")
+    enabled: bool = tunable(True, help="smooth the tracked pose at all")
+    head_min_cutoff_hz: float = tunable(
+        0.7, *_CUT, help="head_x/head_y/neck_z/body_*: cutoff at rest (Hz)")
+    head_beta: float = tunable(
+        1.0, *_BETA, help="head and body: how fast the cutoff opens with speed")
+    eyes_min_cutoff_hz: float = tunable(
+        5.0, *_CUT, help="eye_* (blinks, winks): cutoff at rest (Hz)")
+    eyes_beta: float = tunable(2.0, *_BETA, help="eyes: how fast the cutoff opens with speed")
+    mouth_min_cutoff_hz: float = tunable(4.0, *_CUT, help="mouth_*: cutoff at rest (Hz)")
+    mouth_beta: float = tunable(2.0, *_BETA, help="mouth: how fast the cutoff opens with speed")
+    brows_min_cutoff_hz: float = tunable(2.0, *_CUT, help="eyebrow_*: cutoff at rest (Hz)")
+    brows_beta: float = tunable(
+        1.0, *_BETA, help="eyebrows: how fast the cutoff opens with speed")
+    iris_min_cutoff_hz: float = tunable(
+        1.0, *_CUT, help="iris_*: cutoff at rest (Hz); gaze is noisy")
+    iris_beta: float = tunable(0.5, *_BETA, help="iris: how fast the cutoff opens with speed")
+    d_cutoff_hz: float = tunable(
+        0.7, 0.05, 30.0, help="cutoff of the speed estimate itself (Hz)")
 
 
 @dataclass(frozen=True)
-class BreathingSettings(_Validated):
-    rate_per_min: float = _setting(20.0, 0.0, 60.0, help="breaths per minute; 0 turns breathing off")
-    depth: float = _setting(1.0, 0.0, 1.0, help="how far the chest lifts (0..1)")
+class BreathingSettings(Settings):
+    """Breathing cycle of the avatar."""
+
+    rate_per_min: float = tunable(
+        20.0, 0.0, 60.0, help="breaths per minute; 0 turns breathing off")
+    depth: float = tunable(1.0, 0.0, 1.0, help="how far the chest lifts (0..1)")
 
 
 @dataclass(frozen=True)
-class IdleSettings(_Validated):
-    enabled: bool = _setting(True, help="go idle when the face is lost (off: hold the last pose)")
-    lost_after_s: float = _setting(0.5, 0.0, 60.0,
-                                   help="seconds without a face before idling; until then the last pose is held")
-    ease_s: float = _setting(0.5, 0.05, 5.0, help="seconds to ease into idle and back to tracking")
-    blink_interval_s: tuple[float, float] = _setting(
+class IdleSettings(Settings):
+    """What the avatar does when the face is lost: hold, then ease into a neutral pose that sways
+    and blinks."""
+
+    enabled: bool = tunable(True, help="go idle when the face is lost (off: hold the last pose)")
+    lost_after_s: float = tunable(
+        0.5, 0.0, 60.0, help="seconds without a face before idling; until then the last pose is "
+        "held")
+    ease_s: float = tunable(
+        0.5, 0.05, 5.0, help="seconds to ease into idle and back to tracking")
+    blink_interval_s: tuple[float, float] = tunable(
         (2.0, 6.0), 0.3, 60.0, help="[low, high] seconds between random idle blinks")
-    blink_duration_s: float = _setting(0.25, 0.08, 1.0, help="length of one idle blink (close, hold, open)")
-    sway_head: float = _setting(0.08, 0.0, 1.0, help="idle sway amplitude of head_x/head_y/neck_z (pose units)")
-    sway_body: float = _setting(0.05, 0.0, 1.0, help="idle sway amplitude of body_y/body_z (pose units)")
-    sway_period_s: float = _setting(7.0, 1.0, 60.0, help="main period of the idle sway (s)")
-    seed: int | None = _setting(None, help="random seed for idle blinks and sway (none: random)")
+    blink_duration_s: float = tunable(
+        0.25, 0.08, 1.0, help="length of one idle blink (close, hold, open)")
+    sway_head: float = tunable(
+        0.08, 0.0, 1.0, help="idle sway amplitude of head_x/head_y/neck_z (pose units)")
+    sway_body: float = tunable(
+        0.05, 0.0, 1.0, help="idle sway amplitude of body_y/body_z (pose units)")
+    sway_period_s: float = tunable(7.0, 1.0, 60.0, help="main period of the idle sway (s)")
+    seed: int | None = setting(
+        None, help="random seed for idle blinks and sway (none: random; offline commands use 0)")
+
+    def check(self) -> None:
+        lo, hi = self.blink_interval_s
+        if lo > hi:
+            raise self._bad("blink_interval_s", f"low {lo!r} is above high {hi!r}; give "
+                            "[low, high]")
 
 
 # ------------------------------------------------------------------------------------- groups
@@ -254,37 +221,42 @@ _MODES = ("hold", "toggle")
 
 
 @dataclass(frozen=True)
-class ExpressionPreset:
+class ExpressionPreset(Settings):
     """Named pose overrides that fade in over tracking.
 
     ``mode`` says how a hotkey drives it: ``hold`` = active while the key is held, ``toggle`` =
     each press switches it on or off (see Animator.press_expression / release_expression).
     """
 
-    name: str
-    overrides: Mapping[str, float]
-    fade_s: float = 0.25
-    mode: str = "toggle"
+    name: str = setting(help="Name shown when the preset is switched on.")
+    overrides: Mapping[str, float] = setting(
+        help="Pose parameters the preset forces (name = value, `thacam pose --list` shows the 45 "
+        "names); every other parameter keeps tracking.")
+    fade_s: float = setting(0.25, 0.0, 10.0, help="Seconds to fade the preset in and out.")
+    mode: str = setting(
+        "toggle", choices=_MODES, help="hold = on while the key is held (an input with key "
+        "releases: the panel, the API; in the OpenCV window, which reports no releases, hold "
+        "presets toggle); toggle = each press switches it on or off.")
 
-    def __post_init__(self) -> None:
-        owner = f"ExpressionPreset({self.name!r})"
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise SettingsError("ExpressionPreset", "name", f"expected a non-empty name, got {self.name!r}")
-        if not isinstance(self.overrides, Mapping) or not self.overrides:
-            raise SettingsError(owner, "overrides",
-                                "expected at least one pose parameter, e.g. {eyebrow_happy_left = 1.0}")
+    def check(self) -> None:
+        if not self.name.strip():
+            raise self._bad("name", f"expected a non-empty name, got {self.name!r}")
+        if not self.overrides:
+            raise self._bad("overrides", "expected at least one pose parameter, e.g. "
+                            "{eyebrow_happy_left = 1.0}")
         for key, value in self.overrides.items():
-            try:
-                spec = posemod.PARAMS[posemod.index(key)]
-            except posemod.PoseValueError as exc:
-                raise SettingsError(owner, "overrides", str(exc)) from None
+            if key not in posemod.NAMES:
+                close = difflib.get_close_matches(key, posemod.NAMES, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise self._bad(f"overrides.{key}", f"unknown pose parameter {key!r}; {hint}"
+                                "(`thacam pose --list` shows the 45 names)")
             if key == "breathing":
-                raise SettingsError(owner, "overrides",
-                                    "breathing is driven by the breathing settings, not by presets")
-            _check_number(owner, f"overrides.{key}", value, (spec.low, spec.high))
-        _check_number(owner, "fade_s", self.fade_s, (0.0, 10.0))
-        if self.mode not in _MODES:
-            raise SettingsError(owner, "mode", f"expected one of {', '.join(_MODES)}, got {self.mode!r}")
+                raise self._bad(f"overrides.{key}", "breathing is driven by the breathing "
+                                "settings, not by presets")
+            spec = posemod.PARAMS[posemod.index(key)]
+            if not spec.low <= value <= spec.high:
+                raise self._bad(f"overrides.{key}", f"expected a number in [{spec.low:g}, "
+                                f"{spec.high:g}], got {value:g}")
         # Frozen copy so a caller mutating its dict cannot change a preset under the animator.
         object.__setattr__(self, "overrides", dict(self.overrides))
 
@@ -385,8 +357,6 @@ class Animator:
         self.smoothing = smoothing or SmoothingSettings()
         self.breathing = breathing or BreathingSettings()
         self.idle = idle or IdleSettings()
-        for s in (self.smoothing, self.breathing, self.idle):
-            s.validate()
         self._seed = seed if seed is not None else self.idle.seed
         self._filter = OneEuroFilter(*_filter_params(self.smoothing), self.smoothing.d_cutoff_hz)
         self._layers: list[_Layer] = []
@@ -399,14 +369,11 @@ class Animator:
                   idle: IdleSettings | None = None) -> None:
         """Swap settings while running (live tuning) without restarting the motion."""
         if smoothing is not None:
-            smoothing.validate()
             self.smoothing = smoothing
             self._filter.set_params(*_filter_params(smoothing), smoothing.d_cutoff_hz)
         if breathing is not None:
-            breathing.validate()
             self.breathing = breathing
         if idle is not None:
-            idle.validate()
             self.idle = idle
 
     def reset(self) -> None:

@@ -23,7 +23,6 @@ Must not import torch, cv2, mediapipe, the pipeline or the CLI.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import glob
 import json
 import logging
@@ -32,10 +31,11 @@ import platform
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .errors import ObsAuthError, ObsConnectionError, ObsError
+from .errors import ObsAuthError, ObsConnectionError, ObsError, ObsRequestError
+from .settings import PASSWORD_ENV, Settings, setting
 
 __all__ = [
     "ObsSettings", "ObsSession", "ObsVersion", "ObsRequestError", "SetupResult", "ObsStatus",
@@ -45,7 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PASSWORD_ENV = "THACAM_OBS_PASSWORD"
 # Written into the input's settings (OBS keeps unknown keys): how thacam recognises its own source.
 MARKER_KEY = "thacam"
 MARKER_VALUE = "managed by thacam (thacam obs setup)"
@@ -64,70 +63,52 @@ _INVALID_RESOURCE_TYPE = 602
 _TOLERANCE = 1e-3
 
 
-def _setting(default: Any, lo: float | None = None, hi: float | None = None, help: str = ""):
-    meta: dict[str, Any] = {"help": help}
-    if lo is not None:
-        meta["range"] = (lo, hi)
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
-class ObsSettings:
-    """Where OBS is and what thacam puts into it. No password here: see ``THACAM_OBS_PASSWORD``."""
+class ObsSettings(Settings):
+    """OBS Studio control (obs-websocket). The password is never stored here: set the environment
+    variable THACAM_OBS_PASSWORD. The key colour and the camera device OBS reads are
+    output.background and output.device."""
 
-    host: str = _setting("127.0.0.1", help="host running OBS's WebSocket server")
-    port: int = _setting(4455, 1, 65535, help="OBS WebSocket server port (Tools > WebSocket Server Settings)")
-    scene: str = _setting("thacam", help="scene that holds thacam's source (created when missing)")
-    source: str = _setting("thacam-avatar", help="name of thacam's camera source in OBS")
-    filter: str = _setting("thacam-chroma", help="name of the chroma key filter on that source")
-    switch_scene: bool = _setting(False, help="switch OBS's program scene to `scene` when frames start")
-    timeout_s: float = _setting(3.0, 0.1, 60.0, help="seconds to wait for OBS on each request")
-    reconnect_initial_s: float = _setting(0.5, 0.05, 60.0, help="first wait before reconnecting to OBS")
-    reconnect_max_s: float = _setting(10.0, 0.1, 600.0, help="longest wait between reconnects (the wait doubles)")
-    poll_s: float = _setting(1.0, 0.1, 60.0, help="how often a live run checks that OBS is still there")
-    key_color: tuple[int, int, int] = _setting(
-        (0, 255, 0), 0, 255, help="chroma key colour, R,G,B: the output's background colour")
-    similarity: int = _setting(400, 1, 1000, help="chroma key similarity (OBS's scale, 1..1000)")
-    smoothness: int = _setting(80, 1, 1000, help="chroma key smoothness (OBS's scale, 1..1000)")
-    spill: int = _setting(100, 1, 1000, help="chroma key spill reduction (OBS's scale, 1..1000)")
-    position: tuple[float, float] = _setting(
-        (0.0, 0.0), -16384.0, 16384.0, help="top-left corner of the source on OBS's canvas, x,y pixels")
-    scale: float = _setting(1.0, 0.01, 20.0, help="size of the source relative to the camera frame")
-    device: str = _setting("", help="virtual camera device OBS reads (Linux: /dev/videoN); "
-                                    "empty = the first v4l2loopback device, else /dev/video0")
+    host: str = setting("127.0.0.1", help="host running OBS's WebSocket server",
+                        flag="--obs-host", metavar="HOST")
+    port: int = setting(4455, 1, 65535, help="OBS WebSocket server port (Tools > WebSocket "
+                        "Server Settings)", flag="--obs-port", metavar="PORT")
+    scene: str = setting("thacam", help="scene that holds thacam's source (created when missing)",
+                         flag="--obs-scene", metavar="NAME")
+    source: str = setting("thacam-avatar", help="name of thacam's camera source in OBS",
+                          flag="--obs-source", metavar="NAME")
+    filter: str = setting("thacam-chroma", help="name of the chroma key filter on that source")
+    switch_scene: bool = setting(
+        False, help="switch OBS's program scene to `scene` when frames start")
+    timeout_s: float = setting(3.0, 0.1, 60.0, help="seconds to wait for OBS on each request")
+    reconnect_initial_s: float = setting(
+        0.5, 0.05, 60.0, help="first wait before reconnecting to OBS")
+    reconnect_max_s: float = setting(
+        10.0, 0.1, 600.0, help="longest wait between reconnects (the wait doubles)")
+    poll_s: float = setting(
+        1.0, 0.1, 60.0, help="how often a live run checks that OBS is still there")
+    similarity: int = setting(400, 1, 1000, help="chroma key similarity (OBS's scale, 1..1000)")
+    smoothness: int = setting(80, 1, 1000, help="chroma key smoothness (OBS's scale, 1..1000)")
+    spill: int = setting(100, 1, 1000, help="chroma key spill reduction (OBS's scale, 1..1000)")
+    position: tuple[float, float] = setting(
+        (0.0, 0.0), -16384.0, 16384.0, help="top-left corner of the source on OBS's canvas, x,y "
+        "pixels")
+    scale: float = setting(1.0, 0.01, 20.0, help="size of the source relative to the camera frame")
+    # Not settings of their own in a profile: OBS keys out the colour thacam paints and reads the
+    # device thacam writes, so the profile copies them from [output] (profile.py links them).
+    key_color: tuple[int, int, int] = setting(
+        (0, 255, 0), 0, 255, help="chroma key colour, R,G,B: the output's background colour",
+        profile=False)
+    device: str = setting("", help="virtual camera device OBS reads (Linux: /dev/videoN); empty = "
+                          "the first v4l2loopback device, else /dev/video0", profile=False)
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            rng = f.metadata.get("range")
-            if isinstance(f.default, tuple):
-                if not isinstance(value, (tuple, list)) or len(value) != len(f.default):
-                    raise ValueError(f"ObsSettings.{f.name}: expected {len(f.default)} numbers, "
-                                     f"got {value!r}")
-                object.__setattr__(self, f.name, tuple(value))     # TOML gives lists
-                items = value
-            elif isinstance(f.default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"ObsSettings.{f.name}: expected true or false, got {value!r}")
-                continue
-            elif isinstance(f.default, str):
-                if not isinstance(value, str) or (f.name != "device" and not value.strip()):
-                    raise ValueError(f"ObsSettings.{f.name}: expected a non-empty text, got {value!r}")
-                continue
-            else:
-                items = (value,)
-            for v in items:
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ValueError(f"ObsSettings.{f.name}: expected a number, got {v!r}")
-                if isinstance(f.default, int) or (f.name == "key_color"):
-                    if int(v) != v:
-                        raise ValueError(f"ObsSettings.{f.name}: expected whole numbers, got {v!r}")
-                if rng and not rng[0] <= v <= rng[1]:
-                    raise ValueError(f"ObsSettings.{f.name}: {v!r} is out of range; expected a "
-                                     f"value in [{rng[0]:g}, {rng[1]:g}]")
+    def check(self) -> None:
+        for name in ("scene", "source", "filter"):
+            if not getattr(self, name).strip():
+                raise self._bad(name, f"expected a name, got {getattr(self, name)!r}")
         if self.reconnect_initial_s > self.reconnect_max_s:
-            raise ValueError("ObsSettings.reconnect_initial_s is above reconnect_max_s; "
-                             "make the first wait the shorter one")
+            raise self._bad("reconnect_initial_s", "is above reconnect_max_s; make the first "
+                            "wait the shorter one")
 
     @property
     def address(self) -> str:
@@ -179,16 +160,6 @@ def chroma_settings(settings: ObsSettings) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------- connection
-
-class ObsRequestError(ObsError):
-    """OBS answered a request with an error status; ``code`` is obs-websocket's RequestStatus."""
-
-    def __init__(self, request: str, code: int, comment: str | None):
-        self.request = request
-        self.code = code
-        self.comment = comment
-        super().__init__(f"OBS refused {request} (code {code}: {comment or 'no comment'})")
-
 
 def _obsws():
     try:

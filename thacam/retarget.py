@@ -33,14 +33,16 @@ Pure numpy. Must not import torch, cv2 or mediapipe.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from .pose import Pose
+from .settings import Settings, setting
 from .tracking import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, FaceObservation
 
 __all__ = [
@@ -62,157 +64,167 @@ _NEUTRALISED = tuple(_BS[n] for n in BLENDSHAPE_NAMES if n.startswith((
     "mouthLowerDown", "mouthFrown")))
 
 
-def _f(default: Any, lo: float | None = None, hi: float | None = None, help: str = "",
-       choices: tuple[str, ...] | None = None):
-    meta: dict[str, Any] = {"help": help}
-    if lo is not None:
-        meta["range"] = (lo, hi)
-    if choices is not None:
-        meta["choices"] = choices
-    return field(default=default, metadata=meta)
+# Every retarget setting can be tuned while thacam runs (Retargeter.apply_settings).
+tunable = functools.partial(setting, live=True)
 
 
 @dataclass(frozen=True)
-class RetargetSettings:
-    """How a face drives the 45 pose values. Every field has a default; ``validate()`` checks them."""
+class RetargetSettings(Settings):
+    """How tracking becomes the 45 THA3 pose parameters: thresholds, gains, eyebrow family, wink
+    mode, head/body split, iris."""
 
     # --- blink: per-user, per-eye normalisation
-    blink_window_s: float = _f(10.0, 1.0, 120.0, "seconds of history for the eye baselines")
-    blink_open_percentile: float = _f(
-        20.0, 1.0, 50.0, "percentile of eyeBlink taken as the open-eye level (robust to blinks)")
-    blink_peak_percentile: float = _f(
-        98.0, 50.0, 100.0, "percentile of eyeBlink taken as the user's blink peak")
-    blink_open_prior: float = _f(
-        0.1, 0.0, 0.6, "open-eye eyeBlink level assumed until a second of history exists")
-    blink_max_baseline: float = _f(
-        0.5, 0.0, 0.9, "cap on the open-eye level, so eyes held shut never become 'open'")
-    blink_start: float = _f(
-        0.15, 0.0, 0.6, "rise of eyeBlink above the open level where the eye starts to close")
-    blink_full: float = _f(
-        0.35, 0.01, 1.0, "rise of eyeBlink above the open level that always counts as fully shut "
-        "(lower = blinks close more easily)")
-    blink_full_fraction: float = _f(
-        0.7, 0.1, 1.0, "for users whose blinks peak high, fully shut is this fraction of their "
-        "typical blink peak above the open level (never below blink_full)")
-    blink_full_max: float = _f(
-        0.55, 0.01, 1.0, "cap on the adapted fully-shut rise (a lower cap makes strong blinkers' "
-        "half-blinks close fully)")
-    blink_sync: float = _f(
-        0.4, 0.0, 1.0, "when the less-closed eye is at least this fraction of the other, both "
-        "close together (a blink); below it the eyes move independently (a wink); 1 = never sync")
-    wink_mode: str = _f("wink", help="shape for a non-smiling closed eye: wink | relaxed",
-                        choices=WINK_MODES)
-    wink_crossfade_s: float = _f(
-        0.15, 0.0, 2.0, "seconds to crossfade between wink and happy wink when the smile changes")
+    blink_window_s: float = tunable(
+        10.0, 1.0, 120.0, help="seconds of history for the eye baselines")
+    blink_open_percentile: float = tunable(
+        20.0, 1.0, 50.0, help="percentile of eyeBlink taken as the open-eye level (robust to "
+        "blinks)")
+    blink_peak_percentile: float = tunable(
+        98.0, 50.0, 100.0, help="percentile of eyeBlink taken as the user's blink peak")
+    blink_open_prior: float = tunable(
+        0.1, 0.0, 0.6, help="open-eye eyeBlink level assumed until a second of history exists")
+    blink_max_baseline: float = tunable(
+        0.5, 0.0, 0.9, help="cap on the open-eye level, so eyes held shut never become 'open'")
+    blink_start: float = tunable(
+        0.15, 0.0, 0.6, help="rise of eyeBlink above the open level where the eye starts to close")
+    blink_full: float = tunable(
+        0.35, 0.01, 1.0, help="rise of eyeBlink above the open level that always counts as fully "
+        "shut (lower = blinks close more easily)")
+    blink_full_fraction: float = tunable(
+        0.7, 0.1, 1.0, help="for users whose blinks peak high, fully shut is this fraction of "
+        "their typical blink peak above the open level (never below blink_full)")
+    blink_full_max: float = tunable(
+        0.55, 0.01, 1.0, help="cap on the adapted fully-shut rise (a lower cap makes strong "
+        "blinkers' half-blinks close fully)")
+    blink_sync: float = tunable(
+        0.4, 0.0, 1.0, help="when the less-closed eye is at least this fraction of the other, "
+        "both close together (a blink); below it the eyes move independently (a wink); 1 = never "
+        "sync")
+    wink_mode: str = tunable(
+        "wink", help="shape for a non-smiling closed eye: wink | relaxed", choices=WINK_MODES)
+    wink_crossfade_s: float = tunable(
+        0.15, 0.0, 2.0, help="seconds to crossfade between wink and happy wink when the smile "
+        "changes")
 
     # --- smile (mouthSmile average + mouthShrugUpper, as THA3's converter)
-    smile_min: float = _f(0.4, 0.0, 1.0, "smile score where the face starts to count as smiling")
-    smile_max: float = _f(0.6, 0.0, 1.5, "smile score where the face fully counts as smiling")
+    smile_min: float = tunable(
+        0.4, 0.0, 1.0, help="smile score where the face starts to count as smiling")
+    smile_max: float = tunable(
+        0.6, 0.0, 1.5, help="smile score where the face fully counts as smiling")
 
     # --- eyebrows
-    eyebrow_family: str = _f("angry", help="family driven by a lowered brow: troubled | angry | "
-                           "lowered | serious", choices=EYEBROW_FAMILIES)
-    brow_down_min: float = _f(0.05, 0.0, 1.0, "browDown score where the brow starts to lower")
-    brow_down_max: float = _f(0.45, 0.0, 1.0, "browDown score where the brow is fully lowered")
-    brow_raise_min: float = _f(0.1, 0.0, 1.0, "brow-up score where the brow starts to rise")
-    brow_raise_max: float = _f(0.8, 0.0, 1.0, "brow-up score where the brow is fully raised")
+    eyebrow_family: str = tunable(
+        "angry", help="family driven by a lowered brow: troubled | angry | lowered | serious",
+        choices=EYEBROW_FAMILIES)
+    brow_down_min: float = tunable(
+        0.05, 0.0, 1.0, help="browDown score where the brow starts to lower")
+    brow_down_max: float = tunable(
+        0.45, 0.0, 1.0, help="browDown score where the brow is fully lowered")
+    brow_raise_min: float = tunable(
+        0.1, 0.0, 1.0, help="brow-up score where the brow starts to rise")
+    brow_raise_max: float = tunable(
+        0.8, 0.0, 1.0, help="brow-up score where the brow is fully raised")
 
     # --- eyes
-    eye_wide_min: float = _f(0.15, 0.0, 1.0, "eyeWide score where eye_surprised starts")
-    eye_wide_max: float = _f(0.6, 0.0, 1.0, "eyeWide score for full eye_surprised")
-    squint_margin: float = _f(
-        0.1, 0.0, 1.0, "rise of eyeSquint above its rolling median where the lower eyelid starts")
-    squint_full: float = _f(
-        0.45, 0.0, 1.0, "rise of eyeSquint above its rolling median for a fully raised lower lid")
-    iris_small: float = _f(0.0, 0.0, 1.0, "constant iris_small for both eyes")
-    gaze_gain: float = _f(1.333, 0.0, 4.0, "eyeLook difference -> iris rotation (THA3: 1/0.75)")
-    gaze_deadzone: float = _f(0.05, 0.0, 0.5, "gaze below this is treated as straight ahead")
+    eye_wide_min: float = tunable(0.15, 0.0, 1.0, help="eyeWide score where eye_surprised starts")
+    eye_wide_max: float = tunable(0.6, 0.0, 1.0, help="eyeWide score for full eye_surprised")
+    squint_margin: float = tunable(
+        0.1, 0.0, 1.0, help="rise of eyeSquint above its rolling median where the lower eyelid "
+        "starts")
+    squint_full: float = tunable(
+        0.45, 0.0, 1.0, help="rise of eyeSquint above its rolling median for a fully raised "
+        "lower lid")
+    iris_small: float = tunable(0.0, 0.0, 1.0, help="constant iris_small for both eyes")
+    gaze_gain: float = tunable(
+        1.333, 0.0, 4.0, help="eyeLook difference -> iris rotation (THA3: 1/0.75)")
+    gaze_deadzone: float = tunable(
+        0.05, 0.0, 0.5, help="gaze below this is treated as straight ahead")
 
     # --- mouth
-    jaw_open_min: float = _f(0.05, 0.0, 1.0, "jawOpen where the mouth starts to open")
-    jaw_open_max: float = _f(0.45, 0.0, 1.0, "jawOpen for a fully open mouth")
-    lower_down_min: float = _f(0.1, 0.0, 1.0, "mouthLowerDown where the lips start to part")
-    lower_down_max: float = _f(0.5, 0.0, 1.0, "mouthLowerDown for fully parted lips")
-    round_min: float = _f(0.15, 0.0, 1.0, "funnel/pucker score where the lips start to round")
-    round_max: float = _f(0.55, 0.0, 1.0, "funnel/pucker score for fully rounded lips")
-    stretch_min: float = _f(0.1, 0.0, 1.0, "mouthStretch where the mouth starts to widen")
-    stretch_max: float = _f(0.45, 0.0, 1.0, "mouthStretch for a fully wide mouth")
-    vowel_eee: bool = _f(True, help="drive mouth_eee (open and wide); off: that goes to iii")
-    corner_smile_min: float = _f(0.1, 0.0, 1.0, "mouthSmile where a corner starts to rise")
-    corner_smile_max: float = _f(0.7, 0.0, 1.0, "mouthSmile for a fully raised corner")
-    frown_min: float = _f(0.02, 0.0, 1.0, "mouthFrown where a corner starts to drop")
-    frown_max: float = _f(0.3, 0.0, 1.0, "mouthFrown for a fully dropped corner")
+    jaw_open_min: float = tunable(0.05, 0.0, 1.0, help="jawOpen where the mouth starts to open")
+    jaw_open_max: float = tunable(0.45, 0.0, 1.0, help="jawOpen for a fully open mouth")
+    lower_down_min: float = tunable(
+        0.1, 0.0, 1.0, help="mouthLowerDown where the lips start to part")
+    lower_down_max: float = tunable(0.5, 0.0, 1.0, help="mouthLowerDown for fully parted lips")
+    round_min: float = tunable(
+        0.15, 0.0, 1.0, help="funnel/pucker score where the lips start to round")
+    round_max: float = tunable(0.55, 0.0, 1.0, help="funnel/pucker score for fully rounded lips")
+    stretch_min: float = tunable(
+        0.1, 0.0, 1.0, help="mouthStretch where the mouth starts to widen")
+    stretch_max: float = tunable(0.45, 0.0, 1.0, help="mouthStretch for a fully wide mouth")
+    vowel_eee: bool = tunable(
+        True, help="drive mouth_eee (open and wide); off: that goes to iii")
+    corner_smile_min: float = tunable(
+        0.1, 0.0, 1.0, help="mouthSmile where a corner starts to rise")
+    corner_smile_max: float = tunable(
+        0.7, 0.0, 1.0, help="mouthSmile for a fully raised corner")
+    frown_min: float = tunable(0.02, 0.0, 1.0, help="mouthFrown where a corner starts to drop")
+    frown_max: float = tunable(0.3, 0.0, 1.0, help="mouthFrown for a fully dropped corner")
 
     # --- head and body
-    head_y_range_deg: float = _f(10.0, 1.0, 60.0, "head turn (deg) that gives head_y = +-1")
-    head_x_range_deg: float = _f(15.0, 1.0, 60.0, "head nod (deg) that gives head_x = +-1")
-    neck_z_range_deg: float = _f(15.0, 1.0, 60.0, "head tilt (deg) that gives neck_z = +-1")
-    body_share: float = _f(
-        0.25, 0.0, 1.0, "share of turn and tilt the body carries; beyond the head's range all of it")
-    body_y_range_deg: float = _f(15.0, 1.0, 90.0, "degrees of turn carried at body_y = +-1")
-    body_z_range_deg: float = _f(15.0, 1.0, 90.0, "degrees of tilt carried at body_z = +-1")
-    pitch_bias_deg: float = _f(
-        8.0, -30.0, 30.0, "pitch subtracted before calibration (MediaPipe reads frontal faces "
-        "5-15 deg chin-down)")
-    calibrate_expressions: bool = _f(
+    head_y_range_deg: float = tunable(
+        10.0, 1.0, 60.0, help="head turn (deg) that gives head_y = +-1")
+    head_x_range_deg: float = tunable(
+        15.0, 1.0, 60.0, help="head nod (deg) that gives head_x = +-1")
+    neck_z_range_deg: float = tunable(
+        15.0, 1.0, 60.0, help="head tilt (deg) that gives neck_z = +-1")
+    body_share: float = tunable(
+        0.25, 0.0, 1.0, help="share of turn and tilt the body carries; beyond the head's range "
+        "all of it")
+    body_y_range_deg: float = tunable(
+        15.0, 1.0, 90.0, help="degrees of turn carried at body_y = +-1")
+    body_z_range_deg: float = tunable(
+        15.0, 1.0, 90.0, help="degrees of tilt carried at body_z = +-1")
+    pitch_bias_deg: float = tunable(
+        8.0, -30.0, 30.0, help="pitch subtracted before calibration (MediaPipe reads frontal "
+        "faces 5-15 deg chin-down)")
+    calibrate_expressions: bool = tunable(
         True, help="calibration also subtracts the neutral face's brow/eye/mouth scores")
 
-    def validate(self) -> "RetargetSettings":
-        """Raise ValueError naming the first bad field; return self so it chains."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            choices = f.metadata.get("choices")
-            if choices is not None:
-                if value not in choices:
-                    raise ValueError(f"{f.name}={value!r}: choose one of {', '.join(choices)}")
-                continue
-            rng = f.metadata.get("range")
-            if rng is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"{f.name}={value!r}: expected a number in "
-                                     f"[{rng[0]:g}, {rng[1]:g}]")
-                if not (rng[0] <= value <= rng[1]):   # also rejects NaN
-                    raise ValueError(f"{f.name}={value!r} is outside [{rng[0]:g}, {rng[1]:g}]")
-            elif f.type in ("bool", bool) and not isinstance(value, bool):
-                raise ValueError(f"{f.name}={value!r}: expected true or false")
-        for lo, hi in (("blink_start", "blink_full"),
-                       ("smile_min", "smile_max"), ("brow_down_min", "brow_down_max"),
-                       ("brow_raise_min", "brow_raise_max"), ("eye_wide_min", "eye_wide_max"),
-                       ("squint_margin", "squint_full"), ("jaw_open_min", "jaw_open_max"),
-                       ("lower_down_min", "lower_down_max"), ("round_min", "round_max"),
-                       ("stretch_min", "stretch_max"), ("corner_smile_min", "corner_smile_max"),
-                       ("frown_min", "frown_max")):
+    # (low, high) pairs whose ramp must not be empty
+    _RAMPS = (("blink_start", "blink_full"), ("smile_min", "smile_max"),
+              ("brow_down_min", "brow_down_max"), ("brow_raise_min", "brow_raise_max"),
+              ("eye_wide_min", "eye_wide_max"), ("squint_margin", "squint_full"),
+              ("jaw_open_min", "jaw_open_max"), ("lower_down_min", "lower_down_max"),
+              ("round_min", "round_max"), ("stretch_min", "stretch_max"),
+              ("corner_smile_min", "corner_smile_max"), ("frown_min", "frown_max"),
+              ("blink_open_percentile", "blink_peak_percentile"))
+
+    def check(self) -> None:
+        for lo, hi in self._RAMPS:
             if not getattr(self, lo) < getattr(self, hi):
-                raise ValueError(f"{hi}={getattr(self, hi)!r} must be greater than "
-                                 f"{lo}={getattr(self, lo)!r} (the ramp would be empty)")
-        if self.blink_open_percentile >= self.blink_peak_percentile:
-            raise ValueError(f"blink_peak_percentile={self.blink_peak_percentile!r} must be greater "
-                             f"than blink_open_percentile={self.blink_open_percentile!r}")
-        return self
+                raise self._bad(hi, f"{hi} = {getattr(self, hi)!r} must be greater than {lo} = "
+                                f"{getattr(self, lo)!r} (the ramp would be empty)")
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """The user's neutral face: head angles (deg) and the 52 blendshape scores.
+class Calibration(Settings):
+    """The user's neutral face (head angles and expression scores), captured with the calibrate
+    key (c) in the preview window and saved with s.
 
     ``frames == 0`` means "not calibrated" (the profile's default): retarget then subtracts only
     ``RetargetSettings.pitch_bias_deg``.
     """
 
-    yaw: float = field(default=0.0, metadata={
-        "range": (-90.0, 90.0), "help": "neutral head yaw (deg), subtracted from the tracked yaw"})
-    pitch: float = field(default=0.0, metadata={
-        "range": (-90.0, 90.0), "help": "neutral head pitch (deg), subtracted from the tracked "
-        "pitch (when frames > 0; else retarget.pitch_bias_deg is)"})
-    roll: float = field(default=0.0, metadata={
-        "range": (-90.0, 90.0), "help": "neutral head roll (deg), subtracted from the tracked roll"})
-    blendshapes: tuple[float, ...] = field(default=(0.0,) * NUM_BLENDSHAPES, metadata={
-        "range": (0.0, 1.0), "names": BLENDSHAPE_NAMES,
-        "help": "neutral blendshape scores; brow, eye-wide, gaze and mouth shapes are measured "
-        "from these (retarget.calibrate_expressions)"})
-    frames: int = field(default=0, metadata={
-        "range": (0, 1_000_000), "help": "frames the neutral face was taken from; 0 = not "
-        "calibrated yet"})
+    yaw: float = setting(
+        0.0, -90.0, 90.0, help="Neutral head yaw in degrees, subtracted from the tracked yaw.")
+    pitch: float = setting(
+        0.0, -90.0, 90.0, help="Neutral head pitch in degrees, subtracted from the tracked pitch "
+        "(used when frames > 0; else retarget.pitch_bias_deg).")
+    roll: float = setting(
+        0.0, -90.0, 90.0, help="Neutral head roll in degrees, subtracted from the tracked roll.")
+    blendshapes: tuple[float, ...] = setting(
+        (0.0,) * NUM_BLENDSHAPES, 0.0, 1.0, names=BLENDSHAPE_NAMES,
+        help="The neutral face's 52 MediaPipe blendshape scores, subtracted when "
+        "retarget.calibrate_expressions is on.")
+    frames: int = setting(
+        0, 0, 1_000_000, help="How many frames the neutral face was taken from; 0 = not "
+        "calibrated yet (press c in the preview window).")
+
+    def check(self) -> None:
+        if len(self.blendshapes) != NUM_BLENDSHAPES:
+            raise self._bad("blendshapes", f"expected {NUM_BLENDSHAPES} scores, got "
+                            f"{len(self.blendshapes)}")
 
     @property
     def calibrated(self) -> bool:
@@ -225,23 +237,11 @@ class Calibration:
             raise ValueError("calibration needs at least one frame with a face")
         ang = np.median(np.array([(o.yaw, o.pitch, o.roll) for o in obs], np.float64), axis=0)
         bs = np.median(np.stack([np.asarray(o.blendshapes.array, np.float64) for o in obs]), axis=0)
+        # Angles beyond +-90 deg cannot be a neutral pose; clip so a wild frame cannot make an
+        # unloadable profile.
+        ang = np.clip(ang, -90.0, 90.0)
         return cls(float(ang[0]), float(ang[1]), float(ang[2]),
-                   tuple(round(float(v), 6) for v in bs), len(obs))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["blendshapes"] = dict(zip(BLENDSHAPE_NAMES, self.blendshapes))
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Calibration":
-        bs = d.get("blendshapes", {})
-        arr = [float(bs.get(n, 0.0)) for n in BLENDSHAPE_NAMES] if isinstance(bs, dict) \
-            else [float(v) for v in bs]
-        if len(arr) != NUM_BLENDSHAPES:
-            raise ValueError(f"calibration blendshapes: expected {NUM_BLENDSHAPES} values")
-        return cls(float(d.get("yaw", 0.0)), float(d.get("pitch", 0.0)),
-                   float(d.get("roll", 0.0)), tuple(arr), int(d.get("frames", 0)))
+                   tuple(round(float(np.clip(v, 0.0, 1.0)), 6) for v in bs), len(obs))
 
 
 def ramp(x: float, lo: float, hi: float) -> float:
