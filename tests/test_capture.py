@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from thacam.capture import (CameraSource, Capture, Latest, VideoFileSource, open_source,
-                            parse_size, probe_cameras)
+from thacam.capture import Capture, Latest, parse_size
+from thacam.capture.opencv import (CameraSource, VideoFileSource, open_source, probe_cameras,
+                                   video_frames, video_info)
 from thacam.errors import CameraUnavailable, CaptureError, UserError
 
 
@@ -179,3 +180,16 @@ def test_capture_start_fails_at_once_on_a_missing_camera():
 
     with pytest.raises(CaptureError, match="camera 9"):
         Capture(Missing()).start()
+
+
+def test_video_frames_reads_every_frame_on_the_files_clock(tmp_path, faces_dir):
+    frames = list(video_frames(faces_dir / "d0.mp4"))
+    count, fps = video_info(faces_dir / "d0.mp4")
+    assert len(frames) == count == 78 and fps > 0
+    assert [f.index for f in frames] == list(range(count))
+    assert [f.position for f in frames] == list(range(count))
+    assert frames[1].t_ms == pytest.approx(1000.0 / fps) and frames[0].rgb.shape[2] == 3
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    with pytest.raises(CameraUnavailable, match="cannot decode"):
+        list(video_frames(broken))

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from thacam.errors import OutputError, UserError, VirtualCameraUnavailable
-from thacam.output import (PreviewEvent, PreviewSink, VirtualCamSink, composite, place,
-                           vcam_instructions)
+from thacam.output import SINKS, FrameInfo, KeyEvent, SinkContext, composite, create_sink, place
+from thacam.output.preview import PreviewSink
+from thacam.output.vcam import VirtualCamSink, vcam_instructions
+from thacam.output.video import VideoFileSink
 
 from output_fixtures import RgbOnlyBackend, no_vcam_backend, recording_vcam  # noqa: F401
 
@@ -82,23 +84,21 @@ def test_place_positions_scales_and_crops():
         place(a, (8, 8), "middle")
 
 
-def test_preview_keys_become_events_and_handlers_can_take_keys_over():
-    calls = []
-    p = PreviewSink(key_handlers={"e": lambda: calls.append("e") or "eyebrows: angry",
-                                  "m": lambda: calls.append("m")})
-    for key in (ord("c"), ord("3"), ord("q"), 27, ord("x"), -1, ord("e"), ord("m")):
+def test_preview_keys_become_events_and_v_toggles_the_camera_view():
+    p = PreviewSink()
+    for key in (ord("c"), ord("3"), ord("q"), 27, ord("x"), -1, ord("e"), ord("v")):
         p.handle_key(key)
-    assert p.events() == [PreviewEvent("calibrate"), PreviewEvent("expression", slot="3"),
-                          PreviewEvent("quit"), PreviewEvent("quit")]
-    assert calls == ["e", "m"] and p.events() == []          # handlers replaced 'm' (mirror)
-    assert PreviewSink().handle_key(ord("m")) == PreviewEvent("mirror")
+    assert p.pump() == [KeyEvent("c"), KeyEvent("3"), KeyEvent("q"), KeyEvent("escape"),
+                        KeyEvent("x"), KeyEvent("e")]
+    assert p.pump() == [] and p.show_camera is False         # v is the window's own
+    assert all(not e.releases for e in [KeyEvent("c")])      # OpenCV reports no releases
 
 
 def test_preview_image_shows_avatar_camera_landmarks_and_overlay():
     p = PreviewSink(background=(10, 20, 30))
     cam = np.full((240, 320, 3), 100, np.uint8)
     lms = np.array([[0.5, 0.5, 0.0]] * 10, np.float32)
-    p.set_info(cam, lms, ["0.5 fps  latency 1800 ms"])
+    p.show_info(FrameInfo(("0.5 fps  latency 1800 ms",), cam, lms))
     img = p.compose(_avatar())
     assert img.shape == (512, 512 + 683, 3)                  # camera scaled to the avatar's height
     assert tuple(img[500, 500]) == (30, 20, 10)              # background, in BGR
@@ -116,3 +116,35 @@ def test_preview_refuses_to_open_without_a_display(monkeypatch):
         pytest.skip("the display check applies to Linux")
     with pytest.raises(OutputError, match="no display"):
         PreviewSink().open()
+
+
+class _Null:
+    """A sink a test registers: from_spec sees the argument and the run's context."""
+
+    made: list = []
+
+    @classmethod
+    def from_spec(cls, arg, ctx):
+        cls.made.append((arg, ctx.size, ctx.fps))
+        return cls()
+
+
+def test_outputs_come_from_the_registry_and_unknown_names_list_the_valid_ones(tmp_path):
+    ctx = SinkContext((640, 480), 25.0)
+    assert isinstance(create_sink("vcam", ctx), VirtualCamSink)
+    assert isinstance(create_sink("window", ctx), PreviewSink)
+    sink = create_sink(str(tmp_path / "a.mp4"), ctx)
+    assert isinstance(sink, VideoFileSink) and sink.fps == 25.0
+    assert isinstance(create_sink(str(tmp_path / "frames") + "/", ctx), VideoFileSink)
+    with pytest.raises(UserError) as info:
+        create_sink("vcm", ctx)
+    assert str(info.value) == ("--output vcm: not an output; choose one of vcam, window, or give "
+                               "a file name (.mp4, .webm, .mov) or a folder (frames/)")
+    saved = SINKS.snapshot()
+    try:
+        SINKS.register("null", f"{__name__}:_Null", "discards frames", usage="null[:ARG]")
+        assert "null[:ARG]" in SINKS.usages()
+        assert isinstance(create_sink("null:7", ctx), _Null)
+        assert _Null.made[-1] == ("7", (640, 480), 25.0)
+    finally:
+        SINKS.restore(saved)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thacam.output import VideoFileSink, composite
+from thacam.output import composite
+from thacam.output.video import VideoFileSink
 
 
 def _frames(n=3, size=64):

@@ -25,11 +25,15 @@ import numpy as np
 import pytest
 
 from thacam.animation import Animator
-from thacam.capture import Capture, VideoFileSource, now_ms
+from thacam.capture import Capture, now_ms
+from thacam.capture.opencv import VideoFileSource
 from thacam.errors import CameraUnavailable
-from thacam.output import VideoFileSink, VirtualCamSink, composite, vcam_instructions
+from thacam.output import FrameSink, composite
+from thacam.output.vcam import VirtualCamSink, vcam_instructions
+from thacam.output.video import VideoFileSink
 from thacam.pipeline import LivePipeline, LiveSettings
 from thacam.pose import Pose
+from thacam.sources.webcam import WebcamFaces
 
 from output_fixtures import no_vcam_backend, recording_vcam  # noqa: F401
 
@@ -72,6 +76,9 @@ class FakeTracker:
 
 
 class FakeRetargeter:
+    def apply_settings(self, settings) -> None:
+        self.settings = settings
+
     def update(self, obs) -> Pose:
         pose = Pose()
         pose["mouth_aaa"] = (obs.frame.index % 100) / 100.0
@@ -101,13 +108,17 @@ class FakeRenderer:
         return out
 
 
-class RecordingSink:
+class RecordingSink(FrameSink):
     """Remembers (capture time it was given, time it was called); can stop the run."""
 
     def __init__(self, on_send=None):
         self.sent: list[tuple[float, float]] = []
         self.on_send = on_send
         self.entered = self.closed = False
+
+    def open(self):
+        self.entered = True
+        return self
 
     def send(self, rgba, t_capture_ms):
         self.sent.append((t_capture_ms, now_ms()))
@@ -116,13 +127,6 @@ class RecordingSink:
 
     def close(self):
         self.closed = True
-
-    def __enter__(self):
-        self.entered = True
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class GatedSource:
@@ -215,8 +219,9 @@ def test_a_slow_renderer_always_gets_the_newest_frame_and_latency_is_capture_to_
         time.sleep(0.03)          # the renderer is slow, too
 
     sink = RecordingSink()
-    pipeline = LivePipeline(Capture(source, retry_s=0.05), tracker, FakeRetargeter(),
-                            Animator(seed=1), FakeRenderer(hook=between_renders), [sink],
+    pipeline = LivePipeline(WebcamFaces(Capture(source, retry_s=0.05), tracker),
+                            FakeRetargeter(), Animator(seed=1),
+                            FakeRenderer(hook=between_renders), [sink],
                             LiveSettings(fps=1000, trace=True, stats_every_s=0,
                                          camera_stale_s=30))
     source.release(1)
@@ -253,8 +258,8 @@ def test_camera_lost_mid_run_idles_then_recovers():
             pipeline.stop()
 
     sink = RecordingSink(on_send)
-    pipeline = LivePipeline(capture, FakeTracker(), FakeRetargeter(), Animator(seed=2),
-                            FakeRenderer(delay_s=0.005), [sink],
+    pipeline = LivePipeline(WebcamFaces(capture, FakeTracker()), FakeRetargeter(),
+                            Animator(seed=2), FakeRenderer(delay_s=0.005), [sink],
                             LiveSettings(fps=100, trace=True, stats_every_s=0,
                                          camera_stale_s=0.2))
     stats = pipeline.run()
@@ -275,8 +280,8 @@ def test_camera_lost_mid_run_idles_then_recovers():
 def test_a_frame_that_fails_to_render_is_skipped_not_fatal(caplog):
     source = GatedSource(free=True)
     sink = RecordingSink()
-    pipeline = LivePipeline(Capture(source), FakeTracker(), FakeRetargeter(), Animator(seed=3),
-                            FakeRenderer(fail_on={2, 3}), [sink],
+    pipeline = LivePipeline(WebcamFaces(Capture(source), FakeTracker()), FakeRetargeter(),
+                            Animator(seed=3), FakeRenderer(fail_on={2, 3}), [sink],
                             LiveSettings(fps=200, stats_every_s=0))
     stats = pipeline.run(frames=4)
     assert stats.frames == 4 and len(sink.sent) == 4 and stats.render_errors == 2
@@ -287,8 +292,9 @@ def test_no_virtual_camera_still_writes_the_file_and_says_how_to_get_one(tmp_pat
                                                                           no_vcam_backend):
     source = GatedSource(free=True)
     out = tmp_path / "out.mp4"
-    pipeline = LivePipeline(Capture(source), FakeTracker(), FakeRetargeter(), Animator(seed=4),
-                            FakeRenderer(), [VirtualCamSink((64, 64)), VideoFileSink(out, fps=10)],
+    pipeline = LivePipeline(WebcamFaces(Capture(source), FakeTracker()), FakeRetargeter(),
+                            Animator(seed=4), FakeRenderer(),
+                            [VirtualCamSink((64, 64)), VideoFileSink(out, fps=10)],
                             LiveSettings(fps=200, stats_every_s=0))
     stats = pipeline.run(frames=3)
     frames = _decode(out)
@@ -296,9 +302,56 @@ def test_no_virtual_camera_still_writes_the_file_and_says_how_to_get_one(tmp_pat
     assert vcam_instructions() in caplog.text
     # With nothing else to send to, the missing camera is the error itself.
     with pytest.raises(Exception, match="no virtual camera"):
-        LivePipeline(Capture(GatedSource(free=True)), FakeTracker(), FakeRetargeter(), Animator(),
-                     FakeRenderer(), [VirtualCamSink((64, 64))]).run(frames=1)
+        LivePipeline(WebcamFaces(Capture(GatedSource(free=True)), FakeTracker()),
+                     FakeRetargeter(), Animator(), FakeRenderer(),
+                     [VirtualCamSink((64, 64))]).run(frames=1)
     assert _no_thacam_threads()
+
+
+def test_keys_from_a_sink_reach_the_controls_and_the_running_stages():
+    from thacam.controls import Controls
+    from thacam.output import KeyEvent
+    from thacam.profile import Profile
+
+    keys = iter([KeyEvent("H"), KeyEvent("1"), KeyEvent("m"), KeyEvent("q")])
+
+    class KeySink(RecordingSink):
+        """A window stand-in: one key per frame shown, messages remembered."""
+        wants_info = True
+
+        def __init__(self):
+            super().__init__()
+            self.notes: list[str] = []
+            self.infos = 0
+
+        def pump(self):
+            if len(self.sent) > len(self.notes) + 3:     # a key every few frames
+                event = next(keys, None)
+                return [event] if event else []
+            return []
+
+        def show_info(self, info):
+            self.infos += 1
+
+        def notify(self, message):
+            self.notes.append(message)
+
+    sink = KeySink()
+    retargeter, animator, tracker = FakeRetargeter(), Animator(seed=5), FakeTracker()
+    pipeline = LivePipeline(WebcamFaces(Capture(GatedSource(free=True)), tracker), retargeter,
+                            animator, FakeRenderer(), [sink],
+                            LiveSettings(fps=500, stats_every_s=0))
+    controls = Controls(Profile(), target=pipeline)
+    pipeline.on_key = lambda event: getattr(controls.key(event), "message", None)
+    stats = pipeline.run(frames=2000)
+    assert stats.stop_reason == "quit key" and stats.frames < 2000
+    assert retargeter.settings == controls.profile.retarget            # head gain reached it
+    assert retargeter.settings.head_y_range_deg < Profile().retarget.head_y_range_deg
+    assert animator.expression.name == Profile().expressions["1"].name  # the preset is on
+    assert tracker.mirror is True                                      # 'm' flipped the source
+    assert [n.split(":")[0] for n in sink.notes] == [
+        "head gain up", f"{Profile().expressions['1'].name} on", "mirror on", "quitting"]
+    assert sink.infos == stats.frames and _no_thacam_threads()
 
 
 # ------------------------------------------------------------------------ the real loop
@@ -352,9 +405,20 @@ def test_real_loop_from_a_clip_writes_the_frames_and_the_blink_shows(
     renderer_cpu.set_character(load_character(samples_dir / "crypko_00.png"))
     out = tmp_path / "live.mp4"
     n = 5
+
+    class Paced:
+        """The real renderer, never faster than 1 s a frame: five frames then span both halves
+        of the clip (1.4 s each) whatever this machine's render time (1-2 s)."""
+
+        def render(self, pose):
+            t0 = time.monotonic()
+            rgba = renderer_cpu.render(pose)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+            return rgba
+
     pipeline = LivePipeline(
-        Capture(VideoFileSource(clip)), FaceTracker(landmarker_model, mirror=False),
-        Retargeter(), Animator(seed=0), renderer_cpu,
+        WebcamFaces(Capture(VideoFileSource(clip)), FaceTracker(landmarker_model, mirror=False)),
+        Retargeter(), Animator(seed=0), Paced(),
         [VideoFileSink(out, fps=5), VirtualCamSink((512, 512), fps=30, backend="thacam-test")],
         LiveSettings(fps=30, trace=True, stats_every_s=0))
     stats = pipeline.run(frames=n)

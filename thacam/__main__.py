@@ -1,0 +1,5 @@
+"""`python -m thacam ...`: the same as the `thacam` command."""
+
+from .cli import run
+
+run()

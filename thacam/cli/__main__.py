@@ -1,0 +1,5 @@
+"""`python -m thacam.cli ...`: the same as the `thacam` command."""
+
+from . import run
+
+run()
