@@ -455,7 +455,10 @@ def test_real_loop_from_a_clip_writes_the_frames_and_the_blink_shows(
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_0_quickly_and_leaves_no_thread(tmp_path, faces_dir, weights_dir, samples_dir):
+@pytest.mark.parametrize("sig, reason", [(signal.SIGINT, "interrupted"),
+                                         (signal.SIGTERM, "terminated")])
+def test_ctrl_c_or_sigterm_exits_0_quickly_keeps_the_recording_and_leaves_no_thread(
+        tmp_path, faces_dir, weights_dir, samples_dir, sig, reason):
     out = tmp_path / "live.mp4"
     cmd = [sys.executable, str(REPO / "thacam.py"), "--character",
            str(samples_dir / "crypko_00.png"), "--weights", str(weights_dir), "--camera",
@@ -481,7 +484,7 @@ def test_ctrl_c_exits_0_quickly_and_leaves_no_thread(tmp_path, faces_dir, weight
         assert first.wait(240), "".join(lines)
         time.sleep(0.3)               # now inside the next render, the case that takes longest
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=30)
         took = time.monotonic() - t0
     finally:
@@ -490,10 +493,11 @@ def test_ctrl_c_exits_0_quickly_and_leaves_no_thread(tmp_path, faces_dir, weight
     reader.join(5)
     text = "".join(lines)
     assert rc == 0, text
-    assert "(interrupted)" in text and "Traceback" not in text
+    assert f"({reason})" in text and "Traceback" not in text
     assert "threads still running" not in text and "did not stop" not in text
-    assert len(_decode(out)) >= 1
-    print(f"SIGINT -> exit in {took:.2f} s")
+    assert len(_decode(out)) >= 1                        # the live recording is kept
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+    print(f"{sig.name} -> exit in {took:.2f} s")
 
 
 # ---------------------------------------------------------------------------- thacam render

@@ -65,8 +65,15 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,
                 file_size: tuple[int, int] | None = None,
                 file_fps: float | None = None) -> FaceSource:
-    """``--source`` value -> an unopened face source built from the profile's [camera]."""
-    return create_source(spec, SourceContext(profile.camera, weights_dir, file_size, file_fps))
+    """``--source`` value -> an unopened face source built from the profile's [camera], checked
+    as far as that is possible without opening it.
+
+    Raises:
+        UserError: an unknown source, or an input that certainly cannot start.
+    """
+    source = create_source(spec, SourceContext(profile.camera, weights_dir, file_size, file_fps))
+    source.check()
+    return source
 
 
 @dataclass(frozen=True)

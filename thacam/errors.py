@@ -27,6 +27,13 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │       └── ObsRequestError         OBS refused a request (code, comment)
     └── ExportError                     the optional OpenVINO engine cannot run (falls back)
 
+    KeyboardInterrupt
+    └── Terminated                      SIGTERM: ends a command the way Ctrl-C does
+
+An ``OSError`` from the system (disk full, read-only folder, a folder where a file should be) is
+not a bug either: :func:`os_error_message` turns it into the same one-line form, naming the path
+and what to do.
+
 ``SettingsError`` and ``PoseValueError`` are also ``ValueError`` s: they are raised by
 constructors (a settings dataclass, a Pose) where Python code expects a ValueError.
 
@@ -35,12 +42,14 @@ Messages are complete sentences that end with what to do next. Must not import a
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ThacamError", "UserError", "CharacterError", "WeightsError", "MissingWeights",
     "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
     "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "OutputError",
     "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
-    "ObsAuthError", "ObsRequestError", "ExportError",
+    "ObsAuthError", "ObsRequestError", "ExportError", "Terminated", "os_error_message",
 ]
 
 
@@ -158,3 +167,33 @@ class ObsRequestError(ObsError):
 
 class ExportError(ThacamError):
     """The optional exported backend cannot be used here (the caller falls back to PyTorch)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop the way Ctrl-C stops (outputs finished or aborted, old files kept)."""
+
+
+# errno -> what the user can do about it (the system's own words say what happened)
+_OS_REMEDIES = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EFBIG: "write somewhere else, or less",
+    errno.EROFS: "write somewhere else",
+    errno.EACCES: "check the permissions or write somewhere else",
+    errno.EPERM: "check the permissions or write somewhere else",
+    errno.EISDIR: "give a file name, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+    errno.EEXIST: "move it away or choose another name",
+    errno.ENOENT: "check the path",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: the path, what the system said, and what to do."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    said = exc.strerror or str(exc) or type(exc).__name__
+    remedy = _OS_REMEDIES.get(exc.errno or 0)
+    text = f"{where}: {said}" if where else said
+    return f"{text}; {remedy}" if remedy else text

@@ -10,11 +10,13 @@ Standard library only; must not import any other thacam module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Iterator
 
-__all__ = ["temp_beside", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["temp_beside", "atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
 
 def temp_beside(path: Path, suffix: str = ".part") -> Path:
@@ -34,19 +36,34 @@ def temp_beside(path: Path, suffix: str = ".part") -> Path:
     return Path(tmp)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never half a file."""
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb", suffix: str = ".part") -> Iterator[IO]:
+    """A file to write ``path`` through: a temporary name beside it, renamed into place when the
+    ``with`` block ends normally, removed on any error or interrupt (the old file stays).
+
+    An OSError names ``path`` itself: the temporary name means nothing to the user.
+    """
     path = Path(path)
-    tmp = temp_beside(path)
+    tmp: Path | None = None
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        tmp = temp_beside(path, suffix)
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: never half a file."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

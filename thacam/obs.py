@@ -223,6 +223,16 @@ def _translated(settings: ObsSettings, connecting: bool = False) -> Iterator[Non
                     f"{PASSWORD_ENV}; set {PASSWORD_ENV} to the password shown in OBS under "
                     "Tools > WebSocket Server Settings > Show Connect Info") from exc
         raise _unreachable(settings, exc) from exc
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if not connecting:
+            raise
+        # Something answered the WebSocket handshake but not with obs-websocket 5's hello
+        # (obsws-python then fails reading it): another program on that port, or OBS 27's v4.
+        raise ObsConnectionError(
+            f"the WebSocket server at {settings.address} is not obs-websocket 5 (it answered "
+            "with something else); check the port in OBS under Tools > WebSocket Server "
+            "Settings (OBS 28 or newer), or point thacam at it with --obs-host/--obs-port"
+        ) from exc
 
 
 @dataclass(frozen=True)

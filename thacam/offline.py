@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import PoseValueError, UserError
-from .files import temp_beside
-from .pose import Pose
+from .files import atomic_open
+from .pose import NAMES, Pose
 from .sources import FaceSample, FaceSource
 
 __all__ = ["PoseFrame", "video_samples", "source_samples", "track", "write_poses",
-           "read_poses", "render_poses"]
+           "read_poses", "poses_fps", "render_poses"]
 
 log = logging.getLogger(__name__)
 
@@ -109,23 +109,15 @@ def track(samples: Iterable[FaceSample], retargeter: Any, animator: Any | None,
 def write_poses(frames: Iterable[PoseFrame], path: Path | str,
                 on_frame: Callable[[int], None] | None = None) -> tuple[int, int]:
     """Write a poses.jsonl (temp file, then rename). Returns (frames, frames with a face)."""
-    path = Path(path)
-    tmp = temp_beside(path, ".tmp")
     n = faces = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for frame in frames:
-                f.write(json.dumps({"t_ms": round(frame.t_ms, 3), "face": frame.face,
-                                    "pose": frame.pose.to_dict()}) + "\n")
-                n += 1
-                faces += frame.face
-                if on_frame is not None:
-                    on_frame(n)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(Path(path), "w") as f:
+        for frame in frames:
+            f.write(json.dumps({"t_ms": round(frame.t_ms, 3), "face": frame.face,
+                                "pose": frame.pose.to_dict()}) + "\n")
+            n += 1
+            faces += frame.face
+            if on_frame is not None:
+                on_frame(n)
     return n, faces
 
 
@@ -139,30 +131,43 @@ def read_poses(path: Path | str) -> list[PoseFrame]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--poses {path}: no such file; make one with `thacam track`")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                pose = Pose.from_dict(obj["pose"], strict=False).clamped()
-                t_ms = float(obj.get("t_ms", len(out) * 1000.0 / 30.0))
-                face = bool(obj.get("face", True))
-            except (ValueError, KeyError, TypeError, AttributeError, PoseValueError) as exc:
-                what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise UserError(f"{path}:{n}: not a thacam pose line ({what}); expected "
-                                '{"t_ms": ..., "face": true, "pose": {"head_y": 0.1, ...}} '
-                                "as `thacam track` writes") from None
-            out.append(PoseFrame(t_ms, face, pose))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a text file (byte {exc.start} is not UTF-8); give a "
+                        "poses.jsonl as `thacam track` writes it") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            pose = Pose.from_dict(obj["pose"], strict=False)
+            t_ms = float(obj.get("t_ms", len(out) * 1000.0 / 30.0))
+            face = bool(obj.get("face", True))
+            # NaN would render a fully transparent frame without any other error.
+            bad = [name for name, v in zip(NAMES, pose.values) if not math.isfinite(v)]
+            if bad or not math.isfinite(t_ms):
+                raise ValueError(f"not a finite number: {', '.join(bad) or 't_ms'}")
+        except (ValueError, KeyError, TypeError, AttributeError, PoseValueError) as exc:
+            what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UserError(f"{path}:{n}: not a thacam pose line ({what}); expected "
+                            '{"t_ms": ..., "face": true, "pose": {"head_y": 0.1, ...}} '
+                            "as `thacam track` writes") from None
+        out.append(PoseFrame(t_ms, face, pose.clamped()))
     if not out:
         raise UserError(f"--poses {path}: the file holds no poses")
     return out
 
 
 def poses_fps(frames: list[PoseFrame]) -> float:
-    """The frame rate a poses file was recorded at (median step), 30 when it cannot tell."""
+    """The frame rate a poses file was recorded at (median step), 30 when it cannot tell; kept
+    within 1-240 (sub-millisecond steps would otherwise announce a video at 10^9 fps)."""
     steps = sorted(b.t_ms - a.t_ms for a, b in zip(frames, frames[1:]) if b.t_ms > a.t_ms)
-    return 1000.0 / steps[len(steps) // 2] if steps else 30.0
+    fps = 1000.0 / steps[len(steps) // 2] if steps else 30.0
+    if not 1.0 <= fps <= 240.0:
+        log.warning("the poses' timing gives %.3g fps; writing %g fps (set it with --fps)", fps,
+                    min(240.0, max(1.0, fps)))
+    return min(240.0, max(1.0, fps))
 
 
 def render_poses(poses: Iterable[PoseFrame], renderer: Any, sink: Any, batch: int = 1,

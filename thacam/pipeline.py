@@ -13,9 +13,9 @@ instead of falling behind, and the input->output latency stays one render long. 
 in the main thread because OpenCV's window must live there and because Ctrl-C can then interrupt
 a render in progress.
 
-Every resource (source, sinks, OBS controller, threads, the SIGINT handler) is opened inside one
-ExitStack in ``run`` and closed on every way out: ``--frames`` reached, Ctrl-C, q/Esc or the
-window closed, or an error. Faults that are not fatal: input lost (the avatar idles, the source
+Every resource (source, sinks, OBS controller, threads, the signal handlers) is opened inside one
+ExitStack in ``run`` and closed on every way out: ``--frames`` reached, Ctrl-C or SIGTERM, q/Esc
+or the window closed, or an error. Faults that are not fatal: input lost (the avatar idles, the source
 reopens it), face lost (the animator's idle layer), a frame that fails to render (logged and
 skipped), an output that cannot open (its message, the other outputs go on).
 
@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from .capture import Latest, now_ms
-from .errors import SinkUnavailable
+from .errors import SinkUnavailable, Terminated
 from .output import FrameInfo, FrameSink, KeyEvent, place
 from .pose import Pose
 from .sources import FaceSample, FaceSource
@@ -382,7 +382,7 @@ class LivePipeline:
         t_start = time.monotonic()
         try:
             with contextlib.ExitStack() as stack:
-                self._install_sigint(stack)
+                self._install_signals(stack)
                 sinks = self._open(stack)
                 for c in self.controllers:
                     if hasattr(c, "__enter__"):
@@ -426,20 +426,22 @@ class LivePipeline:
         if self._stop_t is None:
             self._stop_t = time.monotonic()
 
-    def _install_sigint(self, stack: contextlib.ExitStack) -> None:
+    def _install_signals(self, stack: contextlib.ExitStack) -> None:
+        """Ctrl-C and SIGTERM stop the run the same clean way: every output finished, the
+        recording kept."""
         if threading.current_thread() is not threading.main_thread():
             return
 
-        def on_sigint(signum, frame):
+        def on_signal(signum, frame):
             first = not self._stop.is_set()
-            self.stop("interrupted")
-            # A render takes seconds on a CPU: abort it rather than wait (a second Ctrl-C
+            self.stop("interrupted" if signum == signal.SIGINT else "terminated")
+            # A render takes seconds on a CPU: abort it rather than wait (a second signal
             # aborts whatever is running).
             if self._in_render or not first:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
 
-        old = signal.signal(signal.SIGINT, on_sigint)
-        stack.callback(signal.signal, signal.SIGINT, old)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            stack.callback(signal.signal, sig, signal.signal(sig, on_signal))
 
     def _open(self, stack: contextlib.ExitStack) -> list[FrameSink]:
         opened: list[FrameSink] = []

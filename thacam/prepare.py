@@ -67,6 +67,9 @@ TOL_MAX = 40 / 255
 # texture or a photo, not a flat colour with JPEG noise (flat art, even saved as JPEG at quality
 # 50, measures 0 levels; the skimage photos hubble, coffee, rocket, chelsea, cat 8-15).
 NOISE_REFUSE = 6 / 255
+# Less of the frame than this visible means the placement put the character out of frame (an
+# official sample covers 20-40 % of it).
+MIN_VISIBLE = 0.01
 # An alpha channel counts as real when at least this share of pixels is mostly transparent.
 REAL_ALPHA_SHARE = 0.01
 
@@ -617,6 +620,14 @@ def prepare_image(path: Path | str, landmarker_task: Path,
                         "is smaller than THA3 expects")
 
     rgba = to_uint8(out_rgb, out_a)
+    visible = int((rgba[..., 3] >= 16).sum())
+    if visible < MIN_VISIBLE * SIZE * SIZE:
+        how = (f"--scale {options.scale:g}" if options.scale is not None else
+               "that --head-box" if options.head_box is not None else "this placement")
+        raise CharacterError(path, f"with {how} almost nothing of the character lands in the "
+                             f"512x512 frame ({visible} visible pixels)",
+                             "use --scale auto (or a smaller factor) and check --head-box X,Y,SIZE "
+                             "(the square around the face, in the input's pixels)")
     touching = touching_edges(rgba[..., 3])
     if placed_by == "head-box" and face_out is None:
         warnings.append("no face found in the prepared image: THA3 may not animate it")

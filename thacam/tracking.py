@@ -165,7 +165,8 @@ def quiet_stderr() -> Iterator[None]:
 
     The library prints glog/TFLite banners straight to fd 2 (GLOG_minloglevel does not stop them)
     when a landmarker is created and on its first inference. They are kept at DEBUG level instead.
-    Python-level writes to sys.stderr in that short window land in the same file and are logged too.
+    Python's own writes are not silenced: other threads log meanwhile (OBS warnings, the live
+    status), so while fd 2 is redirected ``sys.stderr`` writes to a copy of the real descriptor.
     """
     # The C++ side writes to descriptor 2 whatever sys.stderr is (pytest, rich and IDEs replace
     # that object), so descriptor 2 is what gets redirected.
@@ -175,21 +176,36 @@ def quiet_stderr() -> Iterator[None]:
     except OSError:   # no descriptor 2 at all (a daemon): nothing to silence
         yield
         return
-    if sys.stderr is not None:
-        sys.stderr.flush()
+    old = sys.stderr
+    if old is not None:
+        old.flush()
+    keep = None
+    if _on_fd(old, fd):
+        keep = os.fdopen(os.dup(saved), "w", encoding=getattr(old, "encoding", None) or "utf-8",
+                         errors="replace", buffering=1)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), fd)
+        if keep is not None:
+            sys.stderr = keep
         try:
             yield
         finally:
-            if sys.stderr is not None:
-                sys.stderr.flush()
+            if keep is not None:
+                sys.stderr = old
+                keep.close()
             os.dup2(saved, fd)
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", "replace").strip()
             if text:
                 log.debug("mediapipe: %s", text)
+
+
+def _on_fd(stream: Any, fd: int) -> bool:
+    try:
+        return stream is not None and stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):   # a replaced stream without a descriptor
+        return False
 
 
 class VisionTasks(NamedTuple):

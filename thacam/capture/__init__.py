@@ -127,6 +127,10 @@ class FrameSource(Protocol):
 
     def close(self) -> None: ...
 
+    def check(self) -> None:
+        """Raises CaptureError now when the input certainly cannot open (before a model loads);
+        cheap, and may pass for an input that still fails to open later."""
+
     # Optional: ``next_due() -> float | None``, the monotonic time the next frame is due (a file
     # played in real time). Capture then waits for it itself, interruptibly, and times only the
     # decoding as the capture stage.

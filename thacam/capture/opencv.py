@@ -79,6 +79,14 @@ class CameraSource:
         # Listing the cameras that do open helps once, at start; not on every retry mid-run.
         self._probe_on_failure = True
 
+    def check(self) -> None:
+        """Fail at once, before a model loads, on a camera that is certainly not there."""
+        if platform.system() != "Linux":
+            return      # elsewhere only opening tells
+        dev = f"/dev/video{self.device}" if isinstance(self.device, int) else str(self.device)
+        if not os.path.exists(dev):
+            raise CameraUnavailable(_camera_help(self.description))
+
     def open(self) -> None:
         restore = _quiet_opencv()
         try:
@@ -172,6 +180,11 @@ class VideoFileSource:
         self._grabbed = 0
         log.info("%s open: %d frames at %.2f fps%s", self.description, self.frame_count,
                  self.fps, " (looping)" if self.loop else "")
+
+    def check(self) -> None:
+        """Fail at once, before a model loads, on a file that is missing or does not open."""
+        self.open()
+        self.close()
 
     def _grab(self) -> bool:
         """Grab the next frame (rewinding at the end when looping); counts the file position."""

@@ -9,20 +9,28 @@
 
 One module per group of commands (live.py, offline.py, tools.py), each registering its
 subcommands with an ``add_*`` function listed in :data:`COMMANDS`; options several commands share
-are declared once in options.py. A UserError prints one line on stderr and exits with code 2;
-anything else is a bug and keeps its traceback (exit 1). Nothing imports this package;
-``thacam.py``, ``python -m thacam.cli`` and the console script run it.
+are declared once in options.py. Nothing imports this package; ``thacam.py``, ``python -m thacam``
+and the console script run it.
+
+How a command ends, decided here once for all of them: a UserError or an OSError from the system
+(disk full, read-only place) prints one line on stderr and exits 2; Ctrl-C prints one line and
+exits 130, SIGTERM 143 (both unwind through every ``with``, so outputs are finished or aborted
+and no temporary file is left); anything else is a bug and keeps its traceback (exit 1). The live
+run stops on either signal like on q and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import Terminated, UserError, os_error_message
 from . import live, offline, tools
 from .options import add_common
 
@@ -74,10 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..runtime import tune_allocator
         tune_allocator()
     try:
-        return func(args)
+        with _sigterm_as_interrupt():
+            return func(args)
     except UserError as exc:
         print(f"thacam: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"thacam: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"thacam: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so it unwinds exactly
+    like Ctrl-C: sinks abort or finish, temporary files go, the old file stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run() -> None:

@@ -56,8 +56,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     try:
         return _run_live(args)
     except KeyboardInterrupt:
-        # Ctrl-C while the model or the camera was still loading: a normal way to stop.
-        print("thacam: interrupted before the first frame", file=sys.stderr)
+        # Ctrl-C or SIGTERM while the model or the camera was still loading: a normal way to stop.
+        print("thacam: stopped before the first frame", file=sys.stderr)
         return 0
 
 

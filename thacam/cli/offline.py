@@ -80,18 +80,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     positive("--seconds", args.seconds)
     positive("--fps", args.fps)
     character = load_character(args.character or sample_path(args.weights))
+    sink = VideoFileSink(args.out)        # a place it cannot write fails before the model loads
     renderer = load_renderer(render_settings(args))
     renderer.set_character(character)
     seconds, fps = demo.default_length(renderer.device.type != "cpu")
     seconds = args.seconds or seconds
-    fps = args.fps or fps
+    sink.fps = fps = args.fps or fps
     n = max(1, round(seconds * fps))
     sheet_every = max(1, n // 8)
     picks = []
     log.info("demo: %d frames (%.1f s at %d fps) of %s, %s", n, seconds, fps, character.name,
              renderer.description)
     t0 = time.perf_counter()
-    with VideoFileSink(args.out, fps=fps) as sink, progress_bar() as bar:
+    with sink, progress_bar() as bar:
         task = bar.add_task("rendering demo", total=n)
         for i in range(n):
             frame = renderer.render(demo.scripted_pose(i / fps, seconds))
@@ -219,6 +220,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     positive("--batch", args.batch)
     positive("--fps", args.fps)
     profile, _, mirror = _offline_profile(args, args.character)
+    # The output first: a place it cannot write fails before the inputs are read or the model
+    # loads.
+    sink = VideoFileSink(args.out, background=profile.output.background)
     character = load_character(args.character)
     if args.poses is not None:
         frames = read_poses(args.poses)
@@ -229,7 +233,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         from ..capture.opencv import video_info
         total, file_fps = video_info(args.input)
         fps, name = args.fps or file_fps, args.input.name
-    sink = VideoFileSink(args.out, fps=fps, background=profile.output.background)
+    sink.fps = fps
     renderer = load_renderer(profile.render_settings(args.weights))
     renderer.set_character(character)
     t0 = time.perf_counter()

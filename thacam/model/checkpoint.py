@@ -35,6 +35,15 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise MissingWeights(path, "file not found")
+    # Every checkpoint torch has written since 1.6 (the official THA3 files included) is a zip
+    # archive (a truncated one still starts like one); anything else is a damaged download or another kind of file, and torch's legacy
+    # loader would misreport it as needing unsafe unpickling.
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise IncompatibleCheckpoint(path, "not a PyTorch checkpoint (not a zip archive: "
+                                     "damaged, or another kind of file)",
+                                     "delete it and run `thacam fetch`")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -46,8 +55,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         raise IncompatibleCheckpoint(path, f"corrupt checkpoint ({exc})",
                                      "delete it and run `thacam fetch`") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IncompatibleCheckpoint(path, f"truncated or corrupt checkpoint ({first})",
+        # torch's own text is a paragraph about its internals; the kind of failure is enough.
+        raise IncompatibleCheckpoint(path, f"truncated or corrupt checkpoint "
+                                     f"({type(exc).__name__})",
                                      "delete it and run `thacam fetch`") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -95,6 +105,11 @@ def load_official(path: Path, module: nn.Module, network: str = "") -> nn.Module
         raise IncompatibleCheckpoint(path, f"{what}: wrong shapes: {_names(wrong)}",
                                      "check that the file sits in the right variant folder "
                                      "(standard vs separable), or run `thacam fetch`")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        # A NaN weight renders an all-transparent or all-zero frame without any other error.
+        raise IncompatibleCheckpoint(path, f"{what}: NaN or infinite values in "
+                                     f"{_names(broken)}", "delete it and run `thacam fetch`")
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     log.debug("loaded %s from %s", network or type(module).__name__, path)
     return module

@@ -58,6 +58,10 @@ class FaceSource:
         """Build from ``--source NAME[:ARG]`` (ARG after the colon, or None) and the run."""
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise a UserError now when the input certainly cannot start (called before the
+        model loads, so a wrong camera fails in a second, not after the load)."""
+
     def open(self) -> "FaceSource":
         return self
 

@@ -39,6 +39,11 @@ class WebcamFaces(FaceSource):
                               mirror=cam.mirror)
         return cls(Capture(source), tracker)
 
+    def check(self) -> None:
+        check = getattr(self.capture.source, "check", None)
+        if check is not None:
+            check()
+
     def open(self) -> "WebcamFaces":
         self.capture.start()
         return self
