@@ -203,3 +203,10 @@ def test_the_cycle_finder_on_a_small_tree(tmp_path):
     # Without the name imported from the package's __init__, nothing leads back to it.
     (pkg / "sub/other.py").write_text("Y = 3\n")
     assert find_cycles(import_graph(pkg)) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
+
+
+def test_no_module_is_over_700_lines():
+    """A module that grows past this does more than one job: split it (the shell issue's rule)."""
+    long = {str(p.relative_to(REPO)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 700}
+    assert long == {}, f"modules over 700 lines: {long}"

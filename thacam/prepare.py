@@ -622,12 +622,9 @@ def prepare_image(path: Path | str, landmarker_task: Path,
     rgba = to_uint8(out_rgb, out_a)
     visible = int((rgba[..., 3] >= 16).sum())
     if visible < MIN_VISIBLE * SIZE * SIZE:
-        how = (f"--scale {options.scale:g}" if options.scale is not None else
-               "that --head-box" if options.head_box is not None else "this placement")
-        raise CharacterError(path, f"with {how} almost nothing of the character lands in the "
-                             f"512x512 frame ({visible} visible pixels)",
-                             "use --scale auto (or a smaller factor) and check --head-box X,Y,SIZE "
-                             "(the square around the face, in the input's pixels)")
+        raise CharacterError(path, f"almost nothing of the character lands in the 512x512 frame "
+                             f"({visible} visible pixels)", "use --scale auto (or a smaller "
+                             "factor) and check --head-box X,Y,SIZE (the square around the face)")
     touching = touching_edges(rgba[..., 3])
     if placed_by == "head-box" and face_out is None:
         warnings.append("no face found in the prepared image: THA3 may not animate it")
