@@ -17,6 +17,8 @@ log = logging.getLogger("thacam")
 
 # The render settings every rendering command takes (--variant, --precision, --device, ...).
 MODEL = ["model."]
+# Poses from sound alone come at the rate of a typical recording.
+AUDIO_FPS = 30.0
 
 
 def _offline_profile(args: argparse.Namespace, character: Path | None = None):
@@ -128,21 +130,44 @@ def add_demo(sub) -> None:
 # -------------------------------------------------------------------------------------- track
 
 def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
-    """The samples `track` and `render` read: every frame of --input, or a live --source."""
+    """The samples `track` and `render` read: every frame of --input, a live --source, or
+    --audio alone (a sample every 1/30 s); with the sound (--audio, else --input's own) heard by
+    each. Returns (samples, total or None, whether they carry sound)."""
     from ..app import live_source
     from ..offline import source_samples, video_samples
+    from ..sources.audio import audio_samples, read_audio, speech_track, with_speech
     from ..tracking import FaceTracker
     from ..weights import landmarker_path
+    sound = _sound_path(args)
+    speech = speech_track(read_audio(sound), profile.lipsync) if sound is not None else None
+    if args.input is None and getattr(args, "source", None) is None:    # --audio alone
+        samples = list(audio_samples(speech, AUDIO_FPS))
+        return samples, len(samples), True
     if args.input is None:       # track --source
         source = live_source(args.source, profile, args.weights)
         source.set_mirror(mirror)
-        return source_samples(source, args.frames, args.seconds), None
-    if not args.input.is_file():
-        raise UserError(f"--input {args.input}: no such file; give the path of a video file")
-    from ..capture.opencv import video_info
-    total, _ = video_info(args.input)
-    tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights), mirror=mirror))
-    return video_samples(args.input, tracker), total or None
+        samples, total = source_samples(source, args.frames, args.seconds), None
+    else:
+        from ..capture.opencv import video_info
+        total, _ = video_info(args.input)
+        tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights), mirror=mirror))
+        samples, total = video_samples(args.input, tracker), total or None
+    if speech is None:
+        return samples, total, False
+    return with_speech(samples, speech), total, True
+
+
+def _sound_path(args: argparse.Namespace) -> Path | None:
+    """--audio, else the --input video's own sound (when it has any), else None."""
+    from ..sources.audio import has_audio
+    if getattr(args, "audio", None) is not None:
+        return args.audio
+    if getattr(args, "input", None) is not None:
+        if not args.input.is_file():
+            raise UserError(f"--input {args.input}: no such file; give the path of a video file")
+        if has_audio(args.input):
+            return args.input
+    return None
 
 
 def _calibrate_frames(args: argparse.Namespace, profile) -> int:
@@ -159,16 +184,20 @@ def cmd_track(args: argparse.Namespace) -> int:
     from ..app import motion_stages
     from ..offline import track, write_poses
 
+    if args.input is None and args.source is None and args.audio is None:
+        raise UserError("thacam track needs --input VIDEO, --source NAME or --audio FILE")
     profile, _, mirror = _offline_profile(args)
-    calibrate = _calibrate_frames(args, profile)
+    face = args.input is not None or args.source is not None
+    calibrate = _calibrate_frames(args, profile) if face else 0
     retargeter, animator = motion_stages(profile, offline=True)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        samples, total = _face_samples(args, profile, mirror, stack)
+        samples, total, heard = _face_samples(args, profile, mirror, stack)
         bar = stack.enter_context(progress_bar())
-        name = args.input.name if args.input else args.source
+        name = (args.input or args.audio).name if (args.input or args.audio) else args.source
         task = bar.add_task(f"tracking {name}", total=total)
-        poses = track(samples, retargeter, animator if args.smooth else None, calibrate)
+        poses = track(samples, retargeter, animator if args.smooth else None, calibrate,
+                      profile.lipsync if heard else None)
         n, faces = write_poses(poses, args.out, on_frame=lambda i: bar.update(task, completed=i))
     elapsed = time.perf_counter() - t0
     print(f"wrote {args.out}: {n} frames, face in {faces} ({faces / max(n, 1):.0%}), "
@@ -185,14 +214,21 @@ def _add_tracking_options(p: argparse.ArgumentParser) -> None:
     add_flags(g, ["camera.mirror"])
 
 
+def _add_audio(p: argparse.ArgumentParser, alone: str) -> None:
+    p.add_argument("--audio", type=Path, default=None, metavar="FILE",
+                   help=f"sound that moves the mouth (WAV/MP3/M4A or a video's sound); {alone}")
+
+
 def add_track(sub) -> None:
     p = sub.add_parser("track", help="track a face video (or a live source) into THA3 poses "
                        "(one JSON line per frame)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", type=Path, metavar="VIDEO", help="face video file")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", type=Path, metavar="VIDEO", help="face video file (its own sound "
+                     "moves the mouth too, unless --audio gives another)")
     src.add_argument("--source", metavar="NAME[:ARG]",
                      help="record from a live face source (see `thacam --help`) for --frames or "
                           "--seconds")
+    _add_audio(p, "alone: poses at 30 fps from the sound (idle motion, lip sync)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="with --source: stop after N samples")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
@@ -240,9 +276,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(sink)
         if args.poses is None:
-            samples, _ = _face_samples(args, profile, mirror, stack)
+            samples, _, heard = _face_samples(args, profile, mirror, stack)
             retargeter, animator = motion_stages(profile, offline=True)
-            frames = track(samples, retargeter, animator, _calibrate_frames(args, profile))
+            frames = track(samples, retargeter, animator, _calibrate_frames(args, profile),
+                           profile.lipsync if heard else None)
         bar = stack.enter_context(progress_bar())
         task = bar.add_task(f"rendering {name}", total=total or None)
         n = render_poses(frames, renderer, sink, args.batch,
