@@ -17,7 +17,7 @@ from thacam.lipsync import SAMPLE_RATE, VOWELS, LipSyncSettings, templates_from
 from thacam.sources import SourceContext, create_source
 from thacam.sources import audio as audio_mod
 from thacam.sources.audio import MicFaces, read_audio
-from voice_fixtures import lag_ms, read_wav, sentence, voices  # noqa: F401
+from voice_fixtures import lag_ms, read_wav, sentence, voices, write_wav  # noqa: F401
 
 
 def test_mic_callback_turns_recorded_speech_into_speech(sentence):
@@ -123,3 +123,99 @@ def test_live_mic_without_a_device_exits_2_with_one_line(tmp_path, samples_dir):
     assert run.returncode == 2, run.stderr
     last = run.stderr.strip().splitlines()[-1]
     assert "no microphone found" in last or "PortAudio" in last
+
+
+class MouthRenderer:
+    """A stand-in for THA3 where pixels do not matter: brightness = how open the mouth is."""
+
+    description = "mouth-brightness fake"
+
+    def set_character(self, character) -> None:
+        pass
+
+    def render_batch(self, poses):
+        out = []
+        for pose in poses:
+            opening = sum(pose[m] for m in ("mouth_aaa", "mouth_iii", "mouth_uuu", "mouth_eee",
+                                            "mouth_ooo"))
+            frame = np.zeros((64, 64, 4), np.uint8)
+            frame[..., :3] = int(round(255 * min(1.0, opening)))
+            frame[..., 3] = 255
+            out.append(frame)
+        return out
+
+
+def _decode(path):
+    """(video brightness per frame, fps, mono sound at SAMPLE_RATE) of a rendered file."""
+    import av
+    with av.open(str(path)) as c:
+        fps = float(c.streams.video[0].average_rate)
+        bright = [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    return np.array(bright), fps, read_audio(path)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_render_keeps_the_sound_in_sync(tmp_path, sentence, samples_dir, monkeypatch, suffix):
+    import thacam.cli.offline as cli_offline
+    monkeypatch.setattr(cli_offline, "load_renderer", lambda settings: MouthRenderer())
+    path, spans = sentence
+    poses, out = tmp_path / "p.jsonl", tmp_path / f"o{suffix}"
+    assert main(["track", "--audio", str(path), "--out", str(poses)]) == 0
+    assert main(["render", "--character", str(samples_dir / "crypko_00.png"), "--poses",
+                 str(poses), "--audio", str(path), "--out", str(out)]) == 0
+    bright, fps, sound = _decode(out)
+    said = read_wav(path)
+    assert fps == pytest.approx(30.0, abs=0.01)
+    # The sound starts where the input's does (codec priming aside) and lasts as the frames.
+    assert abs(lag_ms(sound, said)) < 30.0
+    assert sound.size / SAMPLE_RATE == pytest.approx(bright.size / fps, abs=0.05)
+    # Pictures and sound agree: the mouth is open in the frames where the decoded sound is loud.
+    for a, b, _ in spans:
+        loud = [k for k in range(bright.size) if a + 100 <= k * 1000 / fps <= b - 50]
+        level = [np.abs(sound[int(k / fps * SAMPLE_RATE):int((k + 1) / fps * SAMPLE_RATE)]).max()
+                 for k in loud]
+        assert min(level) > 0.05 and min(bright[loud]) > 70
+    quiet = [k for k in range(bright.size)
+             if all(not (a - 50 <= k * 1000 / fps <= b + 600) for a, b, _ in spans)]
+    assert max(bright[quiet]) < 15
+
+
+def test_render_to_png_frames_warns_that_they_carry_no_sound(tmp_path, sentence, samples_dir,
+                                                              monkeypatch, caplog):
+    import thacam.cli.offline as cli_offline
+    monkeypatch.setattr(cli_offline, "load_renderer", lambda settings: MouthRenderer())
+    path, _ = sentence
+    poses = tmp_path / "p.jsonl"
+    poses.write_text(json.dumps({"t_ms": 0.0, "face": False, "pose": {}}) + "\n")
+    assert main(["render", "--character", str(samples_dir / "crypko_00.png"), "--poses",
+                 str(poses), "--audio", str(path), "--out", str(tmp_path / "frames")]) == 0
+    assert "carry no sound" in caplog.text
+    assert main(["render", "--character", str(samples_dir / "crypko_00.png"), "--poses",
+                 str(poses), "--audio", str(tmp_path / "none.wav"), "--out",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_render_input_video_uses_and_keeps_its_own_sound(tmp_path, faces_dir, samples_dir,
+                                                         landmarker_model, voices, monkeypatch):
+    # A real face clip given a voice (ffmpeg), tracked by the real MediaPipe.
+    import thacam.cli.offline as cli_offline
+    monkeypatch.setattr(cli_offline, "load_renderer", lambda settings: MouthRenderer())
+    said = np.concatenate([np.zeros(SAMPLE_RATE // 5, np.float32), voices["base", "a"],
+                           np.zeros(SAMPLE_RATE, np.float32)])
+    wav = write_wav(tmp_path / "a.wav", said)
+    clip = tmp_path / "talk.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(faces_dir / "d0.mp4"), "-i",
+                    str(wav), "-t", "1.2", "-c:v", "libx264", "-c:a", "aac", str(clip)],
+                   check=True)
+    out = tmp_path / "o.mp4"
+    assert main(["render", "--character", str(samples_dir / "crypko_00.png"), "--weights",
+                 str(landmarker_model.parent), "--calibrate-frames", "0", "--input", str(clip),
+                 "--out", str(out)]) == 0
+    bright, fps, sound = _decode(out)
+    assert bright.size == 30 and fps == pytest.approx(25.0, abs=0.01)
+    assert abs(lag_ms(sound, said)) < 30.0
+    assert sound.size / SAMPLE_RATE == pytest.approx(30 / 25.0, abs=0.05)
+    # The voice opens the mouth while it sounds (0.3-0.75 s) and hands it back to the face after.
+    voiced = bright[int(0.3 * fps):int(0.75 * fps)]
+    assert min(voiced) > 70, bright

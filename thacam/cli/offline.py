@@ -161,6 +161,9 @@ def _sound_path(args: argparse.Namespace) -> Path | None:
     """--audio, else the --input video's own sound (when it has any), else None."""
     from ..sources.audio import has_audio
     if getattr(args, "audio", None) is not None:
+        if not args.audio.is_file():
+            raise UserError(f"--audio {args.audio}: no such file; give a WAV/MP3/M4A or a video "
+                            "with sound")
         return args.audio
     if getattr(args, "input", None) is not None:
         if not args.input.is_file():
@@ -259,6 +262,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     # The output first: a place it cannot write fails before the inputs are read or the model
     # loads.
     sink = VideoFileSink(args.out, background=profile.output.background)
+    sound = _sound_path(args)
     character = load_character(args.character)
     if args.poses is not None:
         frames = read_poses(args.poses)
@@ -285,8 +289,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         n = render_poses(frames, renderer, sink, args.batch,
                          on_frame=lambda done: bar.update(task, completed=done))
     elapsed = time.perf_counter() - t0
+    if sound is not None and n and sink.kind != "folder":
+        from ..output.soundtrack import add_sound
+        add_sound(args.out, sound)
+    elif sound is not None and n:
+        log.warning("PNG frames carry no sound: write a video (.mp4, .webm, .mov) to keep it")
     print(f"wrote {args.out}: {n} frames at {fps:g} fps "
-          f"({n / max(elapsed, 1e-9):.2f} frames/s on {renderer.description})")
+          f"({n / max(elapsed, 1e-9):.2f} frames/s on {renderer.description})"
+          + (f", with the sound of {sound.name}" if sound is not None and n else ""))
     return 0
 
 
@@ -296,8 +306,10 @@ def add_render(sub) -> None:
     p.add_argument("--character", type=Path, required=True, metavar="IMG")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", type=Path, metavar="VIDEO",
-                     help="face video: tracked, retargeted and animated like the live run")
+                     help="face video: tracked, retargeted and animated like the live run; its "
+                          "sound moves the mouth and is kept")
     src.add_argument("--poses", type=Path, metavar="JSONL", help="poses from `thacam track`")
+    _add_audio(p, "the video keeps it, in sync (default: --input's own sound)")
     p.add_argument("--out", type=Path, required=True, metavar="OUT",
                    help="video (.mp4 over --background; .webm/.mov keep alpha, need ffmpeg) or a "
                         "folder of PNGs with alpha (a path without a suffix)")
