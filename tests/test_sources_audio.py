@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from thacam.cli import main
 from thacam.errors import AudioUnavailable
-from thacam.lipsync import SAMPLE_RATE, VOWELS, LipSyncSettings, templates_from
-from thacam.sources import SourceContext, create_source
+from thacam.capture import now_ms
+from thacam.lipsync import MOUTH_PARAMS, SAMPLE_RATE, VOWELS, LipSyncSettings, templates_from
+from thacam.output import FrameSink
+from thacam.pose import Pose
+from thacam.sources import FaceSample, FaceSource, SourceContext, create_source
 from thacam.sources import audio as audio_mod
 from thacam.sources.audio import MicFaces, read_audio
 from voice_fixtures import lag_ms, read_wav, sentence, voices, write_wav  # noqa: F401
@@ -219,3 +223,147 @@ def test_render_input_video_uses_and_keeps_its_own_sound(tmp_path, faces_dir, sa
     # The voice opens the mouth while it sounds (0.3-0.75 s) and hands it back to the face after.
     voiced = bright[int(0.3 * fps):int(0.75 * fps)]
     assert min(voiced) > 70, bright
+
+
+class PlayedMic(MicFaces):
+    """The real MicFaces with PortAudio replaced by a thread that plays recorded sound into
+    the same callback, in real time, 20 ms at a time at 48 kHz."""
+
+    def __init__(self, sound, inner=None, settings=None):
+        super().__init__(None, settings, inner)
+        self.sound = np.interp(np.arange(sound.size * 3) / 3.0, np.arange(sound.size),
+                               sound).astype(np.float32)
+        self._rate = 48000.0
+        self._stop = None
+
+    def open(self):
+        import threading
+        self._stop = threading.Event()
+
+        def play():
+            t0 = time.monotonic()
+            for k in range(0, self.sound.size, 960):
+                if self._stop.wait(max(0.0, t0 + k / 48000.0 - time.monotonic())):
+                    return
+                self._callback(self.sound[k:k + 960, None], 960, None, None)
+        self._player = threading.Thread(target=play, daemon=True)
+        self._player.start()
+        if self.inner is not None:
+            self.inner.open()
+        return self
+
+    def close(self):
+        self._stop.set()
+        self._player.join()
+        if self.inner is not None:
+            self.inner.close()
+
+
+class Blank:
+    def __init__(self):
+        self.poses = []
+
+    def render(self, pose):
+        self.poses.append((time.monotonic(), pose))
+        return np.zeros((8, 8, 4), np.uint8)
+
+
+class Keep(FrameSink):
+    def send(self, rgba, t_capture_ms):
+        pass
+
+
+def _opening(pose):
+    return sum(pose[m] for m in MOUTH_PARAMS)
+
+
+def test_mic_only_live_run_idles_and_lip_syncs(sentence):
+    from thacam.animation import Animator
+    from thacam.pipeline import LivePipeline, LiveSettings
+    from thacam.retarget import Retargeter
+    path, spans = sentence
+    sound = read_wav(path)[:int(2.6 * SAMPLE_RATE)]          # silence, a, silence, i
+    mic, renderer = PlayedMic(sound), Blank()
+    pipeline = LivePipeline(mic, Retargeter(), Animator(seed=1), renderer, [Keep()],
+                            LiveSettings(fps=50, stats_every_s=0, first_frame_wait_s=0.0),
+                            lipsync=LipSyncSettings())
+    t0 = time.monotonic()
+    stats = pipeline.run(frames=120)
+    assert stats.frames == 120 and stats.faces == 0          # no face ever: mic-only
+    rel = [((t - t0) * 1000.0, p) for t, p in renderer.poses]
+    (a0, a1, _), (i0, i1, _) = spans[0], spans[1]
+    during = [p for t, p in rel if a0 + 100 <= t <= a1 - 30]
+    before = [p for t, p in rel if t <= a0 - 50]
+    after = [p for t, p in rel if a1 + 500 <= t <= i0 - 50]
+    assert during and before and after
+    assert min(_opening(p) for p in during) > 0.3
+    assert max(_opening(p) for p in before + after) < 0.05
+    assert all(p["mouth_aaa"] == max(p[m] for m in MOUTH_PARAMS) for p in during)
+    assert np.ptp([p["head_y"] for _, p in rel]) > 0.001     # the idle sway runs meanwhile
+
+
+class SmilingFace(FaceSource):
+    """A webcam stand-in: a face every 20 ms whose retargeted mouth is a small pout (uuu)."""
+
+    description = "pouting face"
+
+    def __init__(self):
+        self.n = 0
+
+    def next(self, timeout):
+        time.sleep(0.02)
+        self.n += 1
+        return FaceSample(now_ms(), "face", self.n - 1)
+
+
+class PoutRetargeter:
+    def update(self, obs):
+        pose = Pose()
+        pose["mouth_uuu"] = 0.4
+        return pose
+
+
+def test_webcam_and_mic_blend_audio_leads_while_voiced(sentence):
+    from thacam.animation import Animator
+    from thacam.pipeline import LivePipeline, LiveSettings
+    path, spans = sentence
+    sound = read_wav(path)[:int(1.6 * SAMPLE_RATE)]
+    mic, renderer = PlayedMic(sound, inner=SmilingFace()), Blank()
+    pipeline = LivePipeline(mic, PoutRetargeter(), Animator(seed=1), renderer, [Keep()],
+                            LiveSettings(fps=50, stats_every_s=0),
+                            lipsync=LipSyncSettings())
+    t0 = time.monotonic()
+    pipeline.run(frames=70)
+    a0, a1, _ = spans[0]
+    rel = [((t - t0) * 1000.0, p) for t, p in renderer.poses]
+    during = [p for t, p in rel if a0 + 100 <= t <= a1 - 30]
+    silent = [p for t, p in rel if 200 <= t <= a0 - 50 or t >= a1 + 600]
+    assert during and silent
+    assert all(p["mouth_aaa"] > 0.5 and p["mouth_uuu"] < 0.1 for p in during)   # audio leads
+    assert all(p["mouth_uuu"] > 0.3 for p in silent)                           # the face's pout
+    # blend = face: the webcam's mouth whenever a face is seen.
+    pipeline.apply_settings(lipsync=LipSyncSettings(blend="face"))
+    renderer.poses.clear()
+    mic.sound = mic.sound[:int(0.9 * 48000)]
+    pipeline.run(frames=40)
+    assert all(p["mouth_aaa"] < 0.05 for _, p in renderer.poses[5:])
+
+
+def test_mic_without_a_camera_goes_on_alone_and_with_one_wraps_it(monkeypatch, tmp_path,
+                                                                  faces_dir, landmarker_model):
+    from thacam.app import live_source
+    from thacam.profile import Profile
+    from thacam.settings.codec import set_raw
+    monkeypatch.setattr(audio_mod, "input_devices", lambda: [(0, "Test Mic", 48000.0)])
+    monkeypatch.setattr(audio_mod, "_sounddevice",
+                        lambda: type("sd", (), {"default": type("d", (), {"device": (0, 0)})}))
+    gone = set_raw(Profile(), "camera.source", str(tmp_path / "no-camera.mp4"),
+                   source="test")
+    alone = live_source("webcam", gone, landmarker_model.parent, mic="")
+    assert isinstance(alone, MicFaces) and alone.inner is None
+    assert alone.description == "microphone Test Mic"
+    cam = set_raw(Profile(), "camera.source", str(faces_dir / "d0.mp4"), source="test")
+    both = live_source("webcam", cam, landmarker_model.parent, mic="test")
+    assert isinstance(both, MicFaces) and both.inner is not None
+    assert both.description.endswith("+ microphone Test Mic")
+    assert not isinstance(live_source("webcam", cam, landmarker_model.parent), MicFaces)
