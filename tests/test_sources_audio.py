@@ -367,3 +367,35 @@ def test_mic_without_a_camera_goes_on_alone_and_with_one_wraps_it(monkeypatch, t
     assert isinstance(both, MicFaces) and both.inner is not None
     assert both.description.endswith("+ microphone Test Mic")
     assert not isinstance(live_source("webcam", cam, landmarker_model.parent), MicFaces)
+
+
+def test_voice_calibrate_from_recordings_saves_templates_that_fix_the_voice(tmp_path, voices,
+                                                                             capsys):
+    from thacam.lipsync import heard_vowel
+    from thacam.profile import load_profile
+    files = [write_wav(tmp_path / f"{v}.wav", voices["female", v]) for v in VOWELS]
+    profile = tmp_path / "me.toml"
+    profile.write_text("# my profile\n[lipsync]\ngain = 1.5   # louder\n")
+    assert main(["voice", "calibrate", "--profile", str(profile), "--vowels",
+                 *map(str, files)]) == 0
+    out = capsys.readouterr().out
+    assert "5/5 told apart" in out and "built-in: 3/5" in out
+    text = profile.read_text()
+    assert "# my profile" in text and "gain = 1.5   # louder" in text      # the user's file kept
+    settings = load_profile(profile).lipsync
+    assert settings.calibrated and settings.gain == 1.5
+    assert [heard_vowel(voices["female", v], settings) for v in VOWELS] == list(VOWELS)
+    assert main(["voice", "calibrate", "--vowels", *map(str, files)]) == 2   # where to save?
+    silent = write_wav(tmp_path / "quiet.wav", np.zeros(SAMPLE_RATE, np.float32))
+    assert main(["voice", "calibrate", "--profile", str(profile), "--vowels",
+                 *map(str, files[:4]), str(silent)]) == 2
+    assert "no voice heard in the recording of o" in capsys.readouterr().err
+
+
+def test_voice_devices_lists_inputs_or_says_there_are_none(monkeypatch, capsys):
+    monkeypatch.setattr(audio_mod, "input_devices", lambda: [(2, "USB Mic", 44100.0)])
+    assert main(["voice", "devices"]) == 0
+    assert "2  USB Mic  (44100 Hz)" in capsys.readouterr().out
+    monkeypatch.setattr(audio_mod, "input_devices", lambda: [])
+    assert main(["voice", "devices"]) == 1
+    assert "no microphone found" in capsys.readouterr().out

@@ -35,7 +35,7 @@ from .settings import Settings, setting
 
 __all__ = ["LipSyncSettings", "Speech", "LipSync", "VOWELS", "MOUTH_PARAMS", "SAMPLE_RATE",
            "BLEND_MODES", "mfcc", "default_templates", "templates_from", "blend_mouth",
-           "analyse", "resample"]
+           "analyse", "resample", "heard_vowel", "calibrate"]
 
 SAMPLE_RATE = 16000             # every input is analysed at this rate (as uLipSync does)
 WINDOW = 512                    # 32 ms: long enough for two pitch periods of a low voice
@@ -308,6 +308,27 @@ def analyse(samples: np.ndarray, settings: LipSyncSettings | None = None,
     """A whole recording (SAMPLE_RATE mono) -> its Speech blocks, in order."""
     sync = LipSync(settings)
     yield from sync.feed(samples, t0_ms)
+
+
+def heard_vowel(samples: np.ndarray, settings: LipSyncSettings | None = None) -> str | None:
+    """The vowel most voiced blocks of a recording are heard as (None: nothing voiced)."""
+    votes = [int(np.argmax(s.vowels)) for s in analyse(samples, settings) if s.voiced]
+    return VOWELS[max(set(votes), key=votes.count)] if votes else None
+
+
+def calibrate(recordings: dict[str, np.ndarray], settings: LipSyncSettings
+              ) -> LipSyncSettings:
+    """The user's five held vowels (SAMPLE_RATE audio, keyed a, i, u, e, o) -> settings whose
+    templates are theirs.
+
+    Raises:
+        ValueError: a vowel is missing or too short.
+    """
+    missing = [v for v in VOWELS if v not in recordings]
+    if missing:
+        raise ValueError(f"no recording of {', '.join(missing)}")
+    return settings.with_templates(np.stack(
+        [templates_from(recordings[v], settings.pre_emphasis) for v in VOWELS]))
 
 
 # --------------------------------------------------------------------------------- blending

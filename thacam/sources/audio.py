@@ -27,7 +27,7 @@ from ..lipsync import SAMPLE_RATE, LipSync, LipSyncSettings, Speech, analyse, re
 from . import FaceSample, FaceSource, SourceContext, SourceStats
 
 __all__ = ["MicFaces", "read_audio", "has_audio", "speech_track", "speech_at", "audio_samples",
-           "with_speech", "input_devices"]
+           "with_speech", "input_devices", "record"]
 
 log = logging.getLogger(__name__)
 
@@ -261,3 +261,22 @@ class MicFaces(FaceSource):
 
     def stats(self) -> SourceStats:
         return self.inner.stats() if self.inner is not None else SourceStats(self._blocks)
+
+
+def record(device: str | None, seconds: float) -> np.ndarray:
+    """``seconds`` of the microphone, mono float32 at lipsync.SAMPLE_RATE (blocks until done).
+
+    Raises:
+        AudioUnavailable: no microphone, or it cannot be opened.
+    """
+    sd = _sounddevice()
+    index, name, rate = _pick_device(device)
+    try:
+        x = sd.rec(int(seconds * rate), samplerate=rate, channels=1, dtype="float32",
+                   device=index)
+        sd.wait()
+    except sd.PortAudioError as exc:
+        raise AudioUnavailable(f"cannot record from the microphone {name!r} ({exc}); pick "
+                               "another with --mic DEVICE (`thacam voice devices` lists them)") \
+            from None
+    return resample(x[:, 0], rate)
