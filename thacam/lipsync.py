@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .pose import Pose
+from .retarget import ramp
 from .settings import Settings, setting
 
 __all__ = ["LipSyncSettings", "Speech", "LipSync", "VOWELS", "MOUTH_PARAMS", "SAMPLE_RATE",
@@ -282,7 +283,7 @@ class LipSync:
         floor = min(level, floor + s.floor_rise_db_s * dt_ms / 1000.0)
         self._floor = floor
         above = level - max(floor, s.noise_floor_db)
-        target = min(s.max_open, s.gain * _ramp(above, s.gate_db, s.full_db))
+        target = min(s.max_open, s.gain * ramp(above, s.gate_db, s.full_db))
         voiced = above > s.gate_db
         tau = s.attack_ms if target > self._open else s.release_ms
         self._open += (target - self._open) * (1.0 - math.exp(-dt_ms / tau))
@@ -297,10 +298,6 @@ class LipSync:
         vowels = self._vowels / self._vowels.sum()
         return Speech(self._t_ms, float(self._open), tuple(float(v) for v in vowels), level,
                       voiced)
-
-
-def _ramp(x: float, lo: float, hi: float) -> float:
-    return min(1.0, max(0.0, (x - lo) / (hi - lo)))
 
 
 def analyse(samples: np.ndarray, settings: LipSyncSettings | None = None,
@@ -346,7 +343,7 @@ def blend_mouth(pose: Pose, speech: Speech | None, face: bool,
     if speech is None or (face and settings.blend == "face"):
         return pose
     audio = speech.mouth()
-    out = pose.copy() if hasattr(pose, "copy") else Pose(pose.values.copy())
+    out = pose.copy()
     for name in MOUTH_PARAMS:
         own = pose[name]
         if not face or settings.blend == "audio":
@@ -354,6 +351,6 @@ def blend_mouth(pose: Pose, speech: Speech | None, face: bool,
         elif settings.blend == "max":
             out[name] = max(own, audio[name])
         else:
-            w = _ramp(speech.open, 0.0, settings.blend_lead)
+            w = ramp(speech.open, 0.0, settings.blend_lead)
             out[name] = own + w * (audio[name] - own)
     return out

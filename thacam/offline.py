@@ -69,7 +69,8 @@ def source_samples(source: FaceSource, frames: int | None = None,
             if sample is None:
                 continue
             t0 = sample.t_ms if t0 is None else t0
-            yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms)
+            yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms,
+                             sample.speech)
             n += 1
 
 

@@ -132,7 +132,7 @@ def add_demo(sub) -> None:
 def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
     """The samples `track` and `render` read: every frame of --input, a live --source, or
     --audio alone (a sample every 1/30 s); with the sound (--audio, else --input's own) heard by
-    each. Returns (samples, total or None, whether they carry sound)."""
+    each."""
     from ..app import live_source
     from ..offline import source_samples, video_samples
     from ..sources.audio import audio_samples, read_audio, speech_track, with_speech
@@ -142,7 +142,7 @@ def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
     speech = speech_track(read_audio(sound), profile.lipsync) if sound is not None else None
     if args.input is None and getattr(args, "source", None) is None:    # --audio alone
         samples = list(audio_samples(speech, AUDIO_FPS))
-        return samples, len(samples), True
+        return samples, len(samples)
     if args.input is None:       # track --source
         source = live_source(args.source, profile, args.weights)
         source.set_mirror(mirror)
@@ -152,9 +152,7 @@ def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
         total, _ = video_info(args.input)
         tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights), mirror=mirror))
         samples, total = video_samples(args.input, tracker), total or None
-    if speech is None:
-        return samples, total, False
-    return with_speech(samples, speech), total, True
+    return (samples if speech is None else with_speech(samples, speech)), total
 
 
 def _sound_path(args: argparse.Namespace) -> Path | None:
@@ -195,12 +193,12 @@ def cmd_track(args: argparse.Namespace) -> int:
     retargeter, animator = motion_stages(profile, offline=True)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        samples, total, heard = _face_samples(args, profile, mirror, stack)
+        samples, total = _face_samples(args, profile, mirror, stack)
         bar = stack.enter_context(progress_bar())
         name = (args.input or args.audio).name if (args.input or args.audio) else args.source
         task = bar.add_task(f"tracking {name}", total=total)
         poses = track(samples, retargeter, animator if args.smooth else None, calibrate,
-                      profile.lipsync if heard else None)
+                      profile.lipsync)
         n, faces = write_poses(poses, args.out, on_frame=lambda i: bar.update(task, completed=i))
     elapsed = time.perf_counter() - t0
     print(f"wrote {args.out}: {n} frames, face in {faces} ({faces / max(n, 1):.0%}), "
@@ -280,10 +278,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(sink)
         if args.poses is None:
-            samples, _, heard = _face_samples(args, profile, mirror, stack)
+            samples, _ = _face_samples(args, profile, mirror, stack)
             retargeter, animator = motion_stages(profile, offline=True)
             frames = track(samples, retargeter, animator, _calibrate_frames(args, profile),
-                           profile.lipsync if heard else None)
+                           profile.lipsync)
         bar = stack.enter_context(progress_bar())
         task = bar.add_task(f"rendering {name}", total=total or None)
         n = render_poses(frames, renderer, sink, args.batch,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ..errors import AudioUnavailable
 from ..lipsync import SAMPLE_RATE, LipSync, LipSyncSettings, Speech, analyse, resample
 from . import FaceSample, FaceSource, SourceContext, SourceStats
 
-__all__ = ["MicFaces", "read_audio", "has_audio", "speech_track", "speech_at", "audio_samples",
+__all__ = ["MicFaces", "read_audio", "has_audio", "speech_track", "audio_samples",
            "with_speech", "input_devices", "record"]
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ def speech_track(samples: np.ndarray, settings: LipSyncSettings | None = None) -
     return list(analyse(samples, settings))
 
 
-def speech_at(track: Sequence[Speech], t_ms: float) -> Speech | None:
+def _heard_by(track: Sequence[Speech], ends: list[float], t_ms: float) -> Speech | None:
     """The newest block that ended by ``t_ms`` (what a live run would have heard by then)."""
-    i = bisect.bisect_right([s.t_ms for s in track], t_ms) if track else 0
-    return track[i - 1] if i else None
+    k = bisect.bisect_right(ends, t_ms)
+    return track[k - 1] if k else None
 
 
 def audio_samples(track: Sequence[Speech], fps: float = 30.0) -> Iterator[FaceSample]:
@@ -90,17 +90,15 @@ def audio_samples(track: Sequence[Speech], fps: float = 30.0) -> Iterator[FaceSa
     times = [i * 1000.0 / fps for i in range(n)]
     ends = [s.t_ms for s in track]
     for i, t in enumerate(times):
-        k = bisect.bisect_right(ends, t)
-        yield FaceSample(t, None, i, speech=track[k - 1] if k else None)
+        yield FaceSample(t, None, i, speech=_heard_by(track, ends, t))
 
 
 def with_speech(samples: Iterable[FaceSample], track: Sequence[Speech]) -> Iterator[FaceSample]:
     """Face samples with the sound heard by each one's time."""
     ends = [s.t_ms for s in track]
     for sample in samples:
-        k = bisect.bisect_right(ends, sample.t_ms)
         yield FaceSample(sample.t_ms, sample.obs, sample.index, sample.frame, sample.sense_ms,
-                         track[k - 1] if k else None)
+                         _heard_by(track, ends, sample.t_ms))
 
 
 # ------------------------------------------------------------------------------ microphone
