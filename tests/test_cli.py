@@ -46,7 +46,7 @@ def _rows(path: Path) -> list[dict]:
 def test_every_command_has_help_and_the_live_help_lists_keys_outputs_and_sources(capsys):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert len(sub.choices) == len(COMMANDS) == 9
+    assert len(sub.choices) == len(COMMANDS) == 10
     for name in sub.choices:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
@@ -56,7 +56,8 @@ def test_every_command_has_help_and_the_live_help_lists_keys_outputs_and_sources
         main(["--help"])
     out = capsys.readouterr().out
     for words in ("preview window keys", "calibrate", "vcam:", "window:", "webcam:",
-                  "hold\" toggle there", "--set-profile", "--obs-port"):
+                  "hold\" toggle there", "--set-profile", "--obs-port", "--mic",
+                  "mic[:DEVICE]:"):
         assert words in out, words
 
 

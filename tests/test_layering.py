@@ -42,6 +42,8 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "render": ("torch",),                # the package: RenderSettings, not the engine
     "output": ("torch",),
     "sources": ("torch",),
+    "lipsync": TORCH_CV2_MP + ("sounddevice", "av"),
+    "sources.audio": TORCH_CV2_MP + ("sounddevice", "av"),   # both only when a mic/file opens
     "pipeline": ("torch",),
     "offline": ("torch",),
 }

@@ -148,7 +148,7 @@ def test_every_stage_setting_is_declared_once_with_help_and_bounds():
     # the live-tunable ones are exactly those the running stages can take
     live = {f.key for f in _live_keys()}
     assert {k.split(".")[0] for k in live} == {"retarget", "smoothing", "breathing", "idle",
-                                               "camera"}
+                                               "camera", "lipsync"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .animation import Animator
 from .controls import Controls
+from .errors import CameraUnavailable
 from .output import FrameSink, SinkContext, create_sink, has_display
 from .pipeline import LivePipeline, LiveSettings, RunStats
 from .profile import PROFILES_DIR, Profile
@@ -64,14 +65,31 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
 
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,
                 file_size: tuple[int, int] | None = None,
-                file_fps: float | None = None) -> FaceSource:
+                file_fps: float | None = None, mic: str | None = None) -> FaceSource:
     """``--source`` value -> an unopened face source built from the profile's [camera], checked
-    as far as that is possible without opening it.
+    as far as that is possible without opening it. ``mic`` (``--mic [DEVICE]``, "" = the
+    default input) adds the microphone's lip sync; when the camera then cannot start, the
+    microphone goes on alone (mic-only mode: idle motion and lip sync).
 
     Raises:
         UserError: an unknown source, or an input that certainly cannot start.
     """
-    source = create_source(spec, SourceContext(profile.camera, weights_dir, file_size, file_fps))
+    ctx = SourceContext(profile.camera, weights_dir, file_size, file_fps, profile.lipsync)
+    if mic is not None and spec == "mic":
+        spec = f"mic:{mic}" if mic else "mic"
+    if mic is not None and spec.split(":")[0] != "mic":
+        from .sources.audio import MicFaces
+        heard = MicFaces(mic or None, profile.lipsync)
+        heard.check()           # no microphone: an error, whatever the camera does
+        try:
+            source = create_source(spec, ctx)
+            source.check()
+        except CameraUnavailable as exc:
+            log.warning("%s: going on with the microphone alone (idle motion and lip sync)", exc)
+            return heard
+        heard.inner = source
+        return heard
+    source = create_source(spec, ctx)
     source.check()
     return source
 
@@ -104,7 +122,7 @@ class LiveRun:
         retargeter, animator = motion_stages(profile)
         self.pipeline = LivePipeline(source, retargeter, animator, renderer, sinks, settings,
                                      controllers=controllers, on_stats=on_stats,
-                                     on_key=self._on_key)
+                                     on_key=self._on_key, lipsync=profile.lipsync)
         image = profile.character.image
         path = profile_path or PROFILES_DIR / f"{Path(image or 'character').stem}.toml"
         self.controls = Controls(profile, path, target=self.pipeline)

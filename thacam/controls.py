@@ -39,7 +39,7 @@ class LiveTarget(Protocol):
     """What controls need of a running pipeline (thacam.pipeline.LivePipeline has it)."""
 
     def apply_settings(self, retarget: Any = None, smoothing: Any = None, breathing: Any = None,
-                       idle: Any = None) -> None: ...
+                       idle: Any = None, lipsync: Any = None) -> None: ...
 
     def calibrate(self) -> Any | None: ...
 
@@ -111,7 +111,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "escape": ("quit", "quit"),
 }
 # Profile sections the running stages take through LiveTarget.apply_settings.
-_APPLIED = ("retarget", "smoothing", "breathing", "idle")
+_APPLIED = ("retarget", "smoothing", "breathing", "idle", "lipsync")
 
 
 def key_help() -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │   ├── CaptureError
     │   │   └── CameraUnavailable
     │   ├── SourceError                 a face source (webcam, network tracker) cannot start
+    │   │   └── AudioUnavailable        no microphone, or a file without readable sound
     │   ├── OutputError
     │   │   └── SinkUnavailable         an output that may be skipped when others work
     │   │       └── VirtualCameraUnavailable
@@ -47,7 +48,7 @@ import errno
 __all__ = [
     "ThacamError", "UserError", "CharacterError", "WeightsError", "MissingWeights",
     "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
-    "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "OutputError",
+    "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "AudioUnavailable", "OutputError",
     "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
     "ObsAuthError", "ObsRequestError", "ExportError", "Terminated", "os_error_message",
 ]
@@ -128,6 +129,10 @@ class CameraUnavailable(CaptureError):
 
 
 class SourceError(UserError):
+    pass
+
+
+class AudioUnavailable(SourceError):
     pass
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .errors import PoseValueError, UserError
 from .files import atomic_open
+from .lipsync import blend_mouth
 from .pose import NAMES, Pose
 from .sources import FaceSample, FaceSource
 
@@ -68,13 +69,15 @@ def source_samples(source: FaceSource, frames: int | None = None,
             if sample is None:
                 continue
             t0 = sample.t_ms if t0 is None else t0
-            yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms)
+            yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms,
+                             sample.speech)
             n += 1
 
 
 def track(samples: Iterable[FaceSample], retargeter: Any, animator: Any | None,
-          calibrate_frames: int = 0) -> Iterator[PoseFrame]:
-    """Face samples -> retarget -> animation (None: raw retarget, neutral without a face).
+          calibrate_frames: int = 0, lipsync: Any | None = None) -> Iterator[PoseFrame]:
+    """Face samples -> retarget -> animation (None: raw retarget, neutral without a face) ->
+    the sound's mouth blended in (``lipsync``: LipSyncSettings; samples carry their Speech).
 
     With ``calibrate_frames`` > 0 the first that many faces become the neutral pose before any
     frame is retargeted (they are kept, not read twice; a clip with fewer faces calibrates on
@@ -103,7 +106,10 @@ def track(samples: Iterable[FaceSample], retargeter: Any, animator: Any | None,
         pose = retargeter.update(sample.obs) if sample.obs is not None else None
         if animator is not None:
             pose = animator.step(pose, sample.t_ms / 1000.0)
-        yield PoseFrame(sample.t_ms, sample.obs is not None, pose if pose is not None else Pose())
+        pose = pose if pose is not None else Pose()
+        if lipsync is not None:
+            pose = blend_mouth(pose, sample.speech, sample.obs is not None, lipsync)
+        yield PoseFrame(sample.t_ms, sample.obs is not None, pose)
 
 
 def write_poses(frames: Iterable[PoseFrame], path: Path | str,

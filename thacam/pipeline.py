@@ -39,6 +39,7 @@ import numpy as np
 
 from .capture import Latest, now_ms
 from .errors import SinkUnavailable, Terminated
+from .lipsync import blend_mouth
 from .output import FrameInfo, FrameSink, KeyEvent, place
 from .pose import Pose
 from .sources import FaceSample, FaceSource
@@ -264,6 +265,8 @@ class LivePipeline:
         source: a FaceSource (not opened: run opens and closes it).
         retargeter: has ``update(obs) -> Pose``, ``calibrate(obs)`` and ``apply_settings``.
         animator: has ``step(pose | None, t_s) -> Pose``, ``configure`` and the expression calls.
+        lipsync: LipSyncSettings: the source's ``speech()`` (read at render time) moves the
+            mouth by its blend rule; None = the face alone.
         renderer: has ``render(pose) -> (512, 512, 4) uint8`` (Renderer).
         sinks: FrameSinks, opened here. One that raises SinkUnavailable is dropped with its
             message as a warning, unless it is the only one.
@@ -278,7 +281,8 @@ class LivePipeline:
                  renderer: _Renderer, sinks: Sequence[FrameSink],
                  settings: LiveSettings = LiveSettings(), *, controllers: Sequence[Any] = (),
                  on_stats: Callable[[RunStats], None] | None = None,
-                 on_key: Callable[[KeyEvent], str | None] | None = None):
+                 on_key: Callable[[KeyEvent], str | None] | None = None,
+                 lipsync: Any = None):
         if not sinks:
             raise ValueError("LivePipeline needs at least one sink")
         self.source = source
@@ -290,6 +294,7 @@ class LivePipeline:
         self.controllers = list(controllers)
         self.on_stats = on_stats
         self.on_key = on_key
+        self.lipsync = lipsync
         # The tracking thread retargets and the main thread animates while controls change
         # both from other threads (keys, the panel): each object has its own lock.
         self._retarget_lock = threading.Lock()
@@ -331,8 +336,14 @@ class LivePipeline:
         return calibration
 
     def apply_settings(self, retarget: Any = None, smoothing: Any = None, breathing: Any = None,
-                       idle: Any = None) -> None:
+                       idle: Any = None, lipsync: Any = None) -> None:
         """Swap stage settings while running (the ones given); motion and history are kept."""
+        if lipsync is not None:
+            with self._animate_lock:
+                self.lipsync = lipsync
+            tune = getattr(self.source, "apply_settings", None)
+            if tune is not None:        # a source that hears analyses with them
+                tune(lipsync)
         if retarget is not None:
             with self._retarget_lock:
                 self.retargeter.apply_settings(retarget)
@@ -500,6 +511,9 @@ class LivePipeline:
             t0 = now_ms()
             with self._animate_lock:
                 pose = self.animator.step(tracked.pose if fresh else None, t_render)
+                if self.lipsync is not None:
+                    pose = blend_mouth(pose, self.source.speech(),
+                                       bool(fresh and tracked.pose is not None), self.lipsync)
             t1 = now_ms()
             try:
                 self._in_render = True

@@ -2,7 +2,8 @@
 
 A profile (``profiles/<image stem>.toml``) bundles the character image with each stage's own
 settings class as a section: [model] (render), [camera] (capture), [calibration] and [retarget]
-(retarget), [smoothing], [breathing], [idle] and [expressions] (animation), [output] and [obs].
+(retarget), [smoothing], [breathing], [idle] and [expressions] (animation), [lipsync], [output]
+and [obs].
 Each stage declares its settings once (thacam.settings); this module only assembles them, loads a
 file (validated completely before anything starts, errors naming the file, the key path and what
 is expected), resolves which profile a run uses, applies command-line overrides (built-in
@@ -31,6 +32,7 @@ from .animation import (BUILTIN_PRESETS, BreathingSettings, ExpressionPreset, Id
 from .capture import CameraSettings
 from .errors import ProfileError
 from .files import atomic_write_text
+from .lipsync import LipSyncSettings
 from .obs import ObsSettings
 from .output import OutputSettings
 from .render import RenderSettings
@@ -87,6 +89,7 @@ class Profile(Settings):
     smoothing: SmoothingSettings = _section(SmoothingSettings)
     breathing: BreathingSettings = _section(BreathingSettings)
     idle: IdleSettings = _section(IdleSettings)
+    lipsync: LipSyncSettings = _section(LipSyncSettings)
     expressions: dict[str, ExpressionPreset] = setting(
         factory=lambda: dict(DEFAULT_EXPRESSIONS), keys=HOTKEYS,
         help="Expression presets on hotkeys 1-9, one [expressions.N] table each. They fade in "

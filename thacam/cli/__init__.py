@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 
 from .. import __version__
 from ..errors import Terminated, UserError, os_error_message
-from . import live, offline, tools
+from . import live, offline, tools, voice
 from .options import add_common
 
 __all__ = ["main", "run", "build_parser", "COMMANDS"]
@@ -39,7 +39,7 @@ __all__ = ["main", "run", "build_parser", "COMMANDS"]
 # Each registers one subcommand; `thacam --help` lists them in this order.
 COMMANDS: list[Callable] = [tools.add_fetch, offline.add_pose, offline.add_demo, tools.add_bench,
                             tools.add_obs, tools.add_profile, offline.add_track,
-                            offline.add_render, tools.add_prepare]
+                            offline.add_render, tools.add_prepare, voice.add_voice]
 
 
 def build_parser() -> argparse.ArgumentParser:

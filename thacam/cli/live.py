@@ -33,6 +33,10 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     sources = "; ".join(f"{e.usage}: {e.help}" for e in SOURCES.entries.values())
     g.add_argument("--source", default=None, metavar="NAME[:ARG]",
                    help=f"where the face comes from - {sources} (default: webcam)")
+    g.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
+                   help="lip sync from the microphone (DEVICE: a number or part of a name from "
+                        "`thacam voice devices`; default: the system's input); with no camera, "
+                        "the microphone alone drives the avatar (idle motion and lip sync)")
     g.add_argument("--camera-size", default=None, metavar="WxH",
                    help="capture size asked of the camera (default: the profile's, 640x480)")
     g.add_argument("--size", default=None, metavar="WxH",
@@ -81,7 +85,8 @@ def _run_live(args: argparse.Namespace) -> int:
     # Everything a typo can break is built before the model loads (seconds on a CPU).
     sinks = live_sinks(args.output or [], profile, args.fps)
     source = live_source(args.source or "webcam", profile, args.weights,
-                         file_size=parse_size(args.camera_size), file_fps=args.camera_fps)
+                         file_size=parse_size(args.camera_size), file_fps=args.camera_fps,
+                         mic=args.mic)
     character = load_character(profile.character.image)
     warn_if_not_conforming(character, args.weights)
     renderer = load_renderer(profile.render_settings(args.weights))

@@ -17,6 +17,8 @@ log = logging.getLogger("thacam")
 
 # The render settings every rendering command takes (--variant, --precision, --device, ...).
 MODEL = ["model."]
+# Poses from sound alone come at the rate of a typical recording.
+AUDIO_FPS = 30.0
 
 
 def _offline_profile(args: argparse.Namespace, character: Path | None = None):
@@ -128,21 +130,45 @@ def add_demo(sub) -> None:
 # -------------------------------------------------------------------------------------- track
 
 def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
-    """The samples `track` and `render` read: every frame of --input, or a live --source."""
+    """The samples `track` and `render` read: every frame of --input, a live --source, or
+    --audio alone (a sample every 1/30 s); with the sound (--audio, else --input's own) heard by
+    each."""
     from ..app import live_source
     from ..offline import source_samples, video_samples
+    from ..sources.audio import audio_samples, read_audio, speech_track, with_speech
     from ..tracking import FaceTracker
     from ..weights import landmarker_path
+    sound = _sound_path(args)
+    speech = speech_track(read_audio(sound), profile.lipsync) if sound is not None else None
+    if args.input is None and getattr(args, "source", None) is None:    # --audio alone
+        samples = list(audio_samples(speech, AUDIO_FPS))
+        return samples, len(samples)
     if args.input is None:       # track --source
         source = live_source(args.source, profile, args.weights)
         source.set_mirror(mirror)
-        return source_samples(source, args.frames, args.seconds), None
-    if not args.input.is_file():
-        raise UserError(f"--input {args.input}: no such file; give the path of a video file")
-    from ..capture.opencv import video_info
-    total, _ = video_info(args.input)
-    tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights), mirror=mirror))
-    return video_samples(args.input, tracker), total or None
+        samples, total = source_samples(source, args.frames, args.seconds), None
+    else:
+        from ..capture.opencv import video_info
+        total, _ = video_info(args.input)
+        tracker = stack.enter_context(FaceTracker(landmarker_path(args.weights), mirror=mirror))
+        samples, total = video_samples(args.input, tracker), total or None
+    return (samples if speech is None else with_speech(samples, speech)), total
+
+
+def _sound_path(args: argparse.Namespace) -> Path | None:
+    """--audio, else the --input video's own sound (when it has any), else None."""
+    from ..sources.audio import has_audio
+    if getattr(args, "audio", None) is not None:
+        if not args.audio.is_file():
+            raise UserError(f"--audio {args.audio}: no such file; give a WAV/MP3/M4A or a video "
+                            "with sound")
+        return args.audio
+    if getattr(args, "input", None) is not None:
+        if not args.input.is_file():
+            raise UserError(f"--input {args.input}: no such file; give the path of a video file")
+        if has_audio(args.input):
+            return args.input
+    return None
 
 
 def _calibrate_frames(args: argparse.Namespace, profile) -> int:
@@ -159,16 +185,20 @@ def cmd_track(args: argparse.Namespace) -> int:
     from ..app import motion_stages
     from ..offline import track, write_poses
 
+    if args.input is None and args.source is None and args.audio is None:
+        raise UserError("thacam track needs --input VIDEO, --source NAME or --audio FILE")
     profile, _, mirror = _offline_profile(args)
-    calibrate = _calibrate_frames(args, profile)
+    face = args.input is not None or args.source is not None
+    calibrate = _calibrate_frames(args, profile) if face else 0
     retargeter, animator = motion_stages(profile, offline=True)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         samples, total = _face_samples(args, profile, mirror, stack)
         bar = stack.enter_context(progress_bar())
-        name = args.input.name if args.input else args.source
+        name = (args.input or args.audio).name if (args.input or args.audio) else args.source
         task = bar.add_task(f"tracking {name}", total=total)
-        poses = track(samples, retargeter, animator if args.smooth else None, calibrate)
+        poses = track(samples, retargeter, animator if args.smooth else None, calibrate,
+                      profile.lipsync)
         n, faces = write_poses(poses, args.out, on_frame=lambda i: bar.update(task, completed=i))
     elapsed = time.perf_counter() - t0
     print(f"wrote {args.out}: {n} frames, face in {faces} ({faces / max(n, 1):.0%}), "
@@ -185,14 +215,21 @@ def _add_tracking_options(p: argparse.ArgumentParser) -> None:
     add_flags(g, ["camera.mirror"])
 
 
+def _add_audio(p: argparse.ArgumentParser, alone: str) -> None:
+    p.add_argument("--audio", type=Path, default=None, metavar="FILE",
+                   help=f"sound that moves the mouth (WAV/MP3/M4A or a video's sound); {alone}")
+
+
 def add_track(sub) -> None:
     p = sub.add_parser("track", help="track a face video (or a live source) into THA3 poses "
                        "(one JSON line per frame)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", type=Path, metavar="VIDEO", help="face video file")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", type=Path, metavar="VIDEO", help="face video file (its own sound "
+                     "moves the mouth too, unless --audio gives another)")
     src.add_argument("--source", metavar="NAME[:ARG]",
                      help="record from a live face source (see `thacam --help`) for --frames or "
                           "--seconds")
+    _add_audio(p, "alone: poses at 30 fps from the sound (idle motion, lip sync)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="with --source: stop after N samples")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
@@ -223,6 +260,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     # The output first: a place it cannot write fails before the inputs are read or the model
     # loads.
     sink = VideoFileSink(args.out, background=profile.output.background)
+    sound = _sound_path(args)
     character = load_character(args.character)
     if args.poses is not None:
         frames = read_poses(args.poses)
@@ -242,14 +280,21 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.poses is None:
             samples, _ = _face_samples(args, profile, mirror, stack)
             retargeter, animator = motion_stages(profile, offline=True)
-            frames = track(samples, retargeter, animator, _calibrate_frames(args, profile))
+            frames = track(samples, retargeter, animator, _calibrate_frames(args, profile),
+                           profile.lipsync)
         bar = stack.enter_context(progress_bar())
         task = bar.add_task(f"rendering {name}", total=total or None)
         n = render_poses(frames, renderer, sink, args.batch,
                          on_frame=lambda done: bar.update(task, completed=done))
     elapsed = time.perf_counter() - t0
+    if sound is not None and n and sink.kind != "folder":
+        from ..output.soundtrack import add_sound
+        add_sound(args.out, sound)
+    elif sound is not None and n:
+        log.warning("PNG frames carry no sound: write a video (.mp4, .webm, .mov) to keep it")
     print(f"wrote {args.out}: {n} frames at {fps:g} fps "
-          f"({n / max(elapsed, 1e-9):.2f} frames/s on {renderer.description})")
+          f"({n / max(elapsed, 1e-9):.2f} frames/s on {renderer.description})"
+          + (f", with the sound of {sound.name}" if sound is not None and n else ""))
     return 0
 
 
@@ -259,8 +304,10 @@ def add_render(sub) -> None:
     p.add_argument("--character", type=Path, required=True, metavar="IMG")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", type=Path, metavar="VIDEO",
-                     help="face video: tracked, retargeted and animated like the live run")
+                     help="face video: tracked, retargeted and animated like the live run; its "
+                          "sound moves the mouth and is kept")
     src.add_argument("--poses", type=Path, metavar="JSONL", help="poses from `thacam track`")
+    _add_audio(p, "the video keeps it, in sync (default: --input's own sound)")
     p.add_argument("--out", type=Path, required=True, metavar="OUT",
                    help="video (.mp4 over --background; .webm/.mov keep alpha, need ffmpeg) or a "
                         "folder of PNGs with alpha (a path without a suffix)")

@@ -35,6 +35,7 @@ class FaceSample:
     index: int
     frame: Frame | None = None      # the camera image, when there is one (the preview shows it)
     sense_ms: float = 0.0           # time spent turning the input into the observation
+    speech: Any | None = None       # lipsync.Speech heard with it, when a source hears sound
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class FaceSource:
         """Index of the newest input the source holds (sensed or not): tells skipped inputs."""
         return None
 
+    def speech(self) -> Any | None:
+        """The newest lipsync.Speech, for sources that hear (None: no sound). Read at render
+        time, so the mouth is as fresh as the sound, whatever the camera's rate."""
+        return None
+
     def set_mirror(self, mirror: bool) -> bool:
         """Mirror left and right (selfie view). Returns the new state (False if unsupported)."""
         return False
@@ -113,6 +119,7 @@ class SourceContext:
     # A video file given as the camera keeps its own size and rate unless these say otherwise.
     file_size: tuple[int, int] | None = None
     file_fps: float | None = None
+    lipsync: Any = None             # lipsync.LipSyncSettings for sources that hear (None: defaults)
 
 
 SOURCES = Registry("a face source", "--source")
@@ -130,3 +137,6 @@ def create_source(spec: str, ctx: SourceContext) -> FaceSource:
 # The face sources thacam has. A new one: a module with a FaceSource subclass, and one line here.
 SOURCES.register("webcam", "thacam.sources.webcam:WebcamFaces",
                 "the camera (--camera: an index, a device or a video file) tracked by MediaPipe")
+SOURCES.register("mic", "thacam.sources.audio:MicFaces",
+                 "a microphone alone (mic:DEVICE, a number or part of a name): idle motion and "
+                 "lip sync, no camera", usage="mic[:DEVICE]")
