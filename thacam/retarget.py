@@ -42,6 +42,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .pose import Pose
+from .face_geometry import brow_heights, has_landmarks, lip_gap
 from .settings import Settings, setting
 from .tracking import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, FaceObservation
 
@@ -124,6 +125,18 @@ class RetargetSettings(Settings):
         0.1, 0.0, 1.0, help="brow-up score where the brow starts to rise")
     brow_raise_max: float = tunable(
         0.8, 0.0, 1.0, help="brow-up score where the brow is fully raised")
+    brow_window_s: float = tunable(
+        30.0, 2.0, 300.0, help="seconds of history for each brow's resting height (landmarks)")
+    brow_rise_min: float = tunable(
+        0.03, 0.0, 0.5, help="rise of a brow above its resting height (fraction of it) where "
+        "the brow starts to rise")
+    brow_rise_max: float = tunable(
+        0.10, 0.0, 0.5, help="rise of a brow above its resting height for a fully raised brow")
+    brow_drop_min: float = tunable(
+        0.03, 0.0, 0.5, help="drop of a brow below its resting height (fraction of it) where "
+        "the brow starts to lower")
+    brow_drop_max: float = tunable(
+        0.09, 0.0, 0.5, help="drop of a brow below its resting height for a fully lowered brow")
 
     # --- eyes
     eye_wide_min: float = tunable(0.15, 0.0, 1.0, help="eyeWide score where eye_surprised starts")
@@ -152,6 +165,11 @@ class RetargetSettings(Settings):
     stretch_min: float = tunable(
         0.1, 0.0, 1.0, help="mouthStretch where the mouth starts to widen")
     stretch_max: float = tunable(0.45, 0.0, 1.0, help="mouthStretch for a fully wide mouth")
+    lip_gap_full: float = tunable(
+        0.55, 0.05, 1.5, help="inner-lip gap over mouth width (landmarks) for a fully open mouth")
+    lip_gap_curve: float = tunable(
+        1.5, 1.0, 4.0, help="how the lip gap opens the mouth: 1 = in proportion, higher keeps "
+        "barely parted lips nearly closed (the order of openings is kept either way)")
     vowel_eee: bool = tunable(
         True, help="drive mouth_eee (open and wide); off: that goes to iii")
     corner_smile_min: float = tunable(
@@ -160,6 +178,11 @@ class RetargetSettings(Settings):
         0.7, 0.0, 1.0, help="mouthSmile for a fully raised corner")
     frown_min: float = tunable(0.02, 0.0, 1.0, help="mouthFrown where a corner starts to drop")
     frown_max: float = tunable(0.3, 0.0, 1.0, help="mouthFrown for a fully dropped corner")
+    smirk_min: float = tunable(
+        0.15, 0.0, 1.0, help="difference of the two mouthSmile scores where a one-sided smile "
+        "(mouth_smirk) starts")
+    smirk_max: float = tunable(
+        0.45, 0.0, 1.0, help="difference of the two mouthSmile scores for a full smirk")
 
     # --- head and body
     head_y_range_deg: float = tunable(
@@ -184,6 +207,8 @@ class RetargetSettings(Settings):
     # (low, high) pairs whose ramp must not be empty
     _RAMPS = (("blink_start", "blink_full"), ("smile_min", "smile_max"),
               ("brow_down_min", "brow_down_max"), ("brow_raise_min", "brow_raise_max"),
+              ("brow_rise_min", "brow_rise_max"), ("brow_drop_min", "brow_drop_max"),
+              ("smirk_min", "smirk_max"),
               ("eye_wide_min", "eye_wide_max"), ("squint_margin", "squint_full"),
               ("jaw_open_min", "jaw_open_max"), ("lower_down_min", "lower_down_max"),
               ("round_min", "round_max"), ("stretch_min", "stretch_max"),
@@ -332,6 +357,7 @@ class Retargeter:
         s = self.settings
         self._eyes = (_EyeBaseline(s), _EyeBaseline(s))
         self._squint = (_Rolling(s.blink_window_s * 1000.0), _Rolling(s.blink_window_s * 1000.0))
+        self._brow_rest = (_Rolling(s.brow_window_s * 1000.0), _Rolling(s.brow_window_s * 1000.0))
         self._happy = 0.0           # 0 = wink family, 1 = happy-wink family
         self._happy_target = 0.0
         self._last_t: float | None = None
@@ -385,13 +411,22 @@ class Retargeter:
         smile = (b("mouthSmileLeft") + b("mouthSmileRight")) / 2 + b("mouthShrugUpper")
         smile_degree = ramp(smile, s.smile_min, s.smile_max)
 
-        # eyebrows
+        # eyebrows: the brow scores say which way a brow moves; where the landmarks are there,
+        # the brow's own motion against its resting height must agree (the scores alone follow
+        # the rest of the face: 13 % phantom raises on the shared clips, 6 % with motion alone,
+        # 2.6 % with both).
+        heights = brow_heights(obs) if has_landmarks(obs) else None
         family = f"eyebrow_{s.eyebrow_family}"
-        for side, other in (("left", "Left"), ("right", "Right")):
+        for i, (side, other) in enumerate((("left", "Left"), ("right", "Right"))):
             down = ramp(b(f"browDown{other}"), s.brow_down_min, s.brow_down_max)
-            pose[f"{family}_{side}"] = (1.0 - smile_degree) * down
             up = 0.5 * b("browInnerUp") + 0.5 * b(f"browOuterUp{other}")
-            pose[f"eyebrow_raised_{side}"] = ramp(up, s.brow_raise_min, s.brow_raise_max)
+            raised = ramp(up, s.brow_raise_min, s.brow_raise_max)
+            if heights is not None:
+                rise = self._brow_rise(i, t, heights[i])
+                down = min(down, ramp(-rise, s.brow_drop_min, s.brow_drop_max))
+                raised = min(raised, ramp(rise, s.brow_rise_min, s.brow_rise_max))
+            pose[f"{family}_{side}"] = (1.0 - smile_degree) * down
+            pose[f"eyebrow_raised_{side}"] = raised
             pose[f"eyebrow_happy_{side}"] = _clamp(smile) * smile_degree
 
         # eyes: per-eye closure, synced into a blink when both are closing
@@ -428,7 +463,7 @@ class Retargeter:
         pose["iris_rotation_x"] = _clamp(_deadzone(gx, s.gaze_deadzone) * s.gaze_gain, -1, 1)
 
         # mouth
-        vowels = self._vowels(bs)
+        vowels = self._vowels(bs, lip_gap(obs) if heights is not None else None)
         for name, v in vowels.items():
             pose[name] = v
         opening = max(vowels.values())
@@ -438,6 +473,10 @@ class Retargeter:
             # THA3 drops the corners only with a closed mouth; fading keeps that without a jump.
             pose[f"mouth_lowered_corner_{side}"] = (1.0 - opening) * ramp(
                 b(f"mouthFrown{other}"), s.frown_min, s.frown_max)
+        # A one-sided smile. THA3 has one smirk (a lopsided closed mouth), not one per side, so
+        # it follows how uneven the smile is; the raised corners above say which side.
+        pose["mouth_smirk"] = ramp(abs(b("mouthSmileLeft") - b("mouthSmileRight")),
+                                   s.smirk_min, s.smirk_max)
 
         # head and body
         cal = self._calibration if self._calibration and self._calibration.calibrated else None
@@ -468,8 +507,18 @@ class Retargeter:
         step = dt_s / fade
         self._happy += _clamp(self._happy_target - self._happy, -step, step)
 
-    def _vowels(self, bs: np.ndarray) -> dict[str, float]:
-        """Closed-form vowel weights from jaw, lip rounding, lip width and lower-lip drop."""
+    def _brow_rise(self, i: int, t: float, height: float) -> float:
+        """A brow's height as a fraction above (> 0) or below its resting height, the median
+        of its recent heights (a raise or frown is brief next to the rest of a session)."""
+        rest = self._brow_rest[i]
+        rest.push(t, height)
+        vals, _ = rest.recent(t)
+        base = float(np.median(vals))
+        return height / base - 1.0 if base > 0 else 0.0
+
+    def _vowels(self, bs: np.ndarray, gap: float | None = None) -> dict[str, float]:
+        """Vowel weights: the shape from jaw, lip rounding, lip width and lower-lip drop (a
+        closed form); how far the mouth opens from the landmarks' lip gap when there is one."""
         s = self.settings
 
         def b(name: str) -> float:
@@ -497,11 +546,31 @@ class Retargeter:
             iii, eee = max(iii, eee), 0.0
         vowels = {"mouth_aaa": aaa, "mouth_iii": iii, "mouth_uuu": uuu, "mouth_eee": eee,
                   "mouth_ooo": ooo}
+        if gap is not None:
+            return _opened(vowels, ramp(gap, 0.0, s.lip_gap_full) ** s.lip_gap_curve)
         # THA3's mouth shapes add up; keep the sum at most 1 so mixes never over-open.
         total = sum(vowels.values())
         if total > 1.0:
             vowels = {k: v / total for k, v in vowels.items()}
         return vowels
+
+
+def _opened(shape: dict[str, float], opening: float) -> dict[str, float]:
+    """Vowel weights whose largest is ``opening`` (so the mouth opens as far as the lips part,
+    whatever the shape) and whose sum stays at most 1 (THA3's mouth shapes add up).
+
+    Lips parted where the blendshapes see no vowel (a jaw that barely moves) open as "a".
+    """
+    top = max(shape.values())
+    if top <= 0.0:
+        shape, top = dict.fromkeys(shape, 0.0) | {"mouth_aaa": 1.0}, 1.0
+    lead = max(shape, key=shape.__getitem__)
+    out = {k: opening * v / top for k, v in shape.items()}
+    rest = sum(v for k, v in out.items() if k != lead)
+    if rest > 1.0 - opening:
+        scale = (1.0 - opening) / rest
+        out = {k: v if k == lead else v * scale for k, v in out.items()}
+    return out
 
 
 def _deadzone(x: float, dz: float) -> float:
