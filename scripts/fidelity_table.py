@@ -20,10 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from thacam import fidelity  # noqa: E402
-from thacam.app import motion_stages  # noqa: E402
-from thacam.offline import track  # noqa: E402
 from thacam.profile import Profile, load_profile  # noqa: E402
-from thacam.sources import FaceSample  # noqa: E402
 
 VIDEO = (".mp4", ".mov", ".webm", ".avi", ".mkv")
 
@@ -43,14 +40,6 @@ def observations(clip: Path, model: Path, cache: Path | None) -> list:
         cache.mkdir(parents=True, exist_ok=True)
         key.write_bytes(pickle.dumps(obs))
     return obs
-
-
-def avatar_poses(obs: list, profile: Profile, smooth: bool = True) -> list:
-    retargeter, animator = motion_stages(profile, offline=True)
-    samples = [FaceSample(o.t_ms if o else i * 33.3, o, i, None, 0.0) for i, o in enumerate(obs)]
-    calibrate = 0 if profile.neutral is not None and profile.neutral.calibrated else 30
-    return [f.pose if f.face else None
-            for f in track(samples, retargeter, animator if smooth else None, calibrate)]
 
 
 COLUMNS = (("mouth recall", "mouth_recall", "mouth_open_frames"),
@@ -95,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|" + "---:|" * len(COLUMNS))
     for clip in clips:
         obs = observations(clip, args.weights / "face_landmarker.task", args.cache)
-        fig = fidelity.figures(obs, avatar_poses(obs, profile, args.smooth))
+        fig = fidelity.figures(obs, fidelity.avatar_poses(obs, profile, args.smooth))
         rows.append(fig)
         print(f"| {clip.stem} | {len(obs)} | " + " | ".join(
             cell(getattr(fig, a), getattr(fig, n) if n else None) for _, a, n in COLUMNS) + " |")

@@ -13,21 +13,24 @@ ratio). Retarget must not import this module.
   when both are at least 0.75 x their medians.
 
 Avatar side: the mouth is the largest vowel, the brow the larger eyebrow_raised, the eye the
-strongest closing shape. Pure numpy.
+strongest closing shape. Pure numpy; ``avatar_poses`` runs the stages as `thacam track` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .pose import Pose
 from .tracking import FaceObservation
 
-__all__ = ["Truth", "Figures", "truth", "figures", "VOWELS", "mouth", "brow", "closure",
-           "rank_correlation"]
+if TYPE_CHECKING:
+    from .profile import Profile
+
+__all__ = ["Truth", "Figures", "truth", "figures", "avatar_poses", "VOWELS", "mouth", "brow",
+           "closure", "rank_correlation"]
 
 VOWELS = ("mouth_aaa", "mouth_iii", "mouth_uuu", "mouth_eee", "mouth_ooo")
 
@@ -193,3 +196,20 @@ def _blink_recall(shut: np.ndarray, left: np.ndarray,
     return float(np.mean([min(_window_max(left, i, BLINK_WINDOW),
                               _window_max(right, i, BLINK_WINDOW)) >= 0.8 for i in idx])), \
         int(idx.size)
+
+
+def avatar_poses(observations: Sequence[FaceObservation | None], profile: "Profile | None" = None,
+                 smooth: bool = True) -> list[Pose | None]:
+    """The poses `thacam track --no-mirror` makes of these observations: the profile's retarget
+    and smoothing, calibrated on the first 30 faces unless the profile is calibrated."""
+    from .app import motion_stages
+    from .offline import track
+    from .profile import Profile
+    from .sources import FaceSample
+    profile = profile or Profile()
+    retargeter, animator = motion_stages(profile, offline=True)
+    samples = [FaceSample(o.t_ms if o is not None else 0.0, o, i)
+               for i, o in enumerate(observations)]
+    calibrate = 0 if profile.neutral is not None and profile.neutral.calibrated else 30
+    return [f.pose if f.face else None
+            for f in track(samples, retargeter, animator if smooth else None, calibrate)]
