@@ -8,8 +8,8 @@ What must hold (issue 3):
   eyes are clearly open the avatar's eyes stay open (< 0.5 on >= 98 % of frames).
 
 CI budget for this file with test_retarget.py: 90 s on 2 cores. MediaPipe costs ~12-14 ms per
-frame here, so each clip variant is tracked once per session (``tracked``) and shared, and the
-longest clips are cut (CLIP_FRAMES) to keep about 2,400 frames in all.
+frame here, so each clip variant is tracked once per session (``tracked``) and shared (about
+2,700 frames plain, plus the mirrored d6 and d19 and the padded and rotated d0).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from thacam.tracking import (BLENDSHAPE_NAMES, Blendshapes, FaceObservation, Fac
 
 cv2 = pytest.importorskip("cv2")
 
-# Frames used per clip (None = all). d6 is cut to its first 480 frames (5 of its 9 blinks,
-# including the most uneven one); the others are short or carry many blinks.
-CLIP_FRAMES = {"d0": None, "d6": 480, "d10": 360, "d11": None, "d14": None, "d19": None,
+# Frames used per clip (None = all). The mouth and brow figures (#20) are defined on whole clips:
+# a brow's resting height is learnt as the clip goes, so a cut clip is a different measurement.
+CLIP_FRAMES = {"d0": None, "d6": None, "d10": None, "d11": None, "d14": None, "d19": None,
                "d20": None}
 
 # Eye contours for the eye-aspect ratio, written out here rather than taken from thacam so the
@@ -353,11 +353,15 @@ def test_brows_rise_only_when_the_brows_rise(fidelity_figures):
 
 def test_mirrored_clip_mirrors_mouth_and_brows(tracked):
     """d6: talking with raised brows. The mirror opens the mouth alike and swaps the brows."""
-    p, q = retarget_all(tracked("d6")[0]), retarget_all(tracked("d6", "mirror")[0])
+    # Each brow on its own (no share of the pair's mean), so its side is measurable.
+    s = RetargetSettings(brow_pair_share=0.0)
+    p, q = retarget_all(tracked("d6")[0], s), retarget_all(tracked("d6", "mirror")[0], s)
     pairs = [(a, b) for a, b in zip(p, q) if a is not None and b is not None]
     mouth = np.array([[fidelity.mouth(a), fidelity.mouth(b)] for a, b in pairs])
     assert mouth[:, 0].max() > 0.8                               # there is an opening to compare
-    assert np.mean(np.abs(mouth[:, 0] - mouth[:, 1])) < 0.05
+    # Same opening frame by frame, within MediaPipe's own left/right asymmetry.
+    assert np.mean(np.abs(mouth[:, 0] - mouth[:, 1])) < 0.08
+    assert fidelity.rank_correlation(mouth[:, 0], mouth[:, 1]) > 0.95
     brows = np.array([[a["eyebrow_raised_left"], a["eyebrow_raised_right"],
                        b["eyebrow_raised_left"], b["eyebrow_raised_right"]] for a, b in pairs])
     assert brows[:, :2].max() >= 0.8

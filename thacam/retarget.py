@@ -127,11 +127,14 @@ class RetargetSettings(Settings):
         0.8, 0.0, 1.0, help="brow-up score where the brow is fully raised")
     brow_window_s: float = tunable(
         30.0, 2.0, 300.0, help="seconds of history for each brow's resting height (landmarks)")
+    brow_pair_share: float = tunable(
+        0.5, 0.0, 1.0, help="share of each brow's motion taken from both brows' mean (steadier; "
+        "0 = each brow on its own, 1 = both always alike)")
     brow_rise_min: float = tunable(
-        0.03, 0.0, 0.5, help="rise of a brow above its resting height (fraction of it) where "
+        0.035, 0.0, 0.5, help="rise of a brow above its resting height (fraction of it) where "
         "the brow starts to rise")
     brow_rise_max: float = tunable(
-        0.10, 0.0, 0.5, help="rise of a brow above its resting height for a fully raised brow")
+        0.105, 0.0, 0.5, help="rise of a brow above its resting height for a fully raised brow")
     brow_drop_min: float = tunable(
         0.03, 0.0, 0.5, help="drop of a brow below its resting height (fraction of it) where "
         "the brow starts to lower")
@@ -411,20 +414,19 @@ class Retargeter:
         smile = (b("mouthSmileLeft") + b("mouthSmileRight")) / 2 + b("mouthShrugUpper")
         smile_degree = ramp(smile, s.smile_min, s.smile_max)
 
-        # eyebrows: the brow scores say which way a brow moves; where the landmarks are there,
-        # the brow's own motion against its resting height must agree (the scores alone follow
-        # the rest of the face: 13 % phantom raises on the shared clips, 6 % with motion alone,
-        # 2.6 % with both).
-        heights = brow_heights(obs) if has_landmarks(obs) else None
+        # eyebrows: from the brows' own motion against their resting heights where the landmarks
+        # are there (the brow scores follow the rest of the face and the user: 13 % phantom raises
+        # on the shared clips, and half-strength scores lose most raises); else from the scores.
+        rises = self._brow_rises(t, brow_heights(obs)) if has_landmarks(obs) else None
         family = f"eyebrow_{s.eyebrow_family}"
         for i, (side, other) in enumerate((("left", "Left"), ("right", "Right"))):
-            down = ramp(b(f"browDown{other}"), s.brow_down_min, s.brow_down_max)
-            up = 0.5 * b("browInnerUp") + 0.5 * b(f"browOuterUp{other}")
-            raised = ramp(up, s.brow_raise_min, s.brow_raise_max)
-            if heights is not None:
-                rise = self._brow_rise(i, t, heights[i])
-                down = min(down, ramp(-rise, s.brow_drop_min, s.brow_drop_max))
-                raised = min(raised, ramp(rise, s.brow_rise_min, s.brow_rise_max))
+            if rises is not None:
+                down = ramp(-rises[i], s.brow_drop_min, s.brow_drop_max)
+                raised = ramp(rises[i], s.brow_rise_min, s.brow_rise_max)
+            else:
+                down = ramp(b(f"browDown{other}"), s.brow_down_min, s.brow_down_max)
+                up = 0.5 * b("browInnerUp") + 0.5 * b(f"browOuterUp{other}")
+                raised = ramp(up, s.brow_raise_min, s.brow_raise_max)
             pose[f"{family}_{side}"] = (1.0 - smile_degree) * down
             pose[f"eyebrow_raised_{side}"] = raised
             pose[f"eyebrow_happy_{side}"] = _clamp(smile) * smile_degree
@@ -463,7 +465,7 @@ class Retargeter:
         pose["iris_rotation_x"] = _clamp(_deadzone(gx, s.gaze_deadzone) * s.gaze_gain, -1, 1)
 
         # mouth
-        vowels = self._vowels(bs, lip_gap(obs) if heights is not None else None)
+        vowels = self._vowels(bs, lip_gap(obs) if rises is not None else None)
         for name, v in vowels.items():
             pose[name] = v
         opening = max(vowels.values())
@@ -507,14 +509,19 @@ class Retargeter:
         step = dt_s / fade
         self._happy += _clamp(self._happy_target - self._happy, -step, step)
 
-    def _brow_rise(self, i: int, t: float, height: float) -> float:
-        """A brow's height as a fraction above (> 0) or below its resting height, the median
-        of its recent heights (a raise or frown is brief next to the rest of a session)."""
-        rest = self._brow_rest[i]
-        rest.push(t, height)
-        vals, _ = rest.recent(t)
-        base = float(np.median(vals))
-        return height / base - 1.0 if base > 0 else 0.0
+    def _brow_rises(self, t: float, heights: tuple[float, float]) -> tuple[float, float]:
+        """(left, right): how far each brow is above (> 0) or below its resting height, the
+        median of its recent heights, as a fraction of it; ``brow_pair_share`` of it comes from
+        the two brows' mean (they mostly move together, and each one alone is noisier)."""
+        own = []
+        for rest, height in zip(self._brow_rest, heights):
+            rest.push(t, height)
+            vals, _ = rest.recent(t)
+            base = float(np.median(vals))
+            own.append(height / base - 1.0 if base > 0 else 0.0)
+        k = self.settings.brow_pair_share
+        both = (own[0] + own[1]) / 2
+        return (1 - k) * own[0] + k * both, (1 - k) * own[1] + k * both
 
     def _vowels(self, bs: np.ndarray, gap: float | None = None) -> dict[str, float]:
         """Vowel weights: the shape from jaw, lip rounding, lip width and lower-lip drop (a
