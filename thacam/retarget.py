@@ -16,6 +16,15 @@ changes what MediaPipe's score distribution needs (measured on real clips, see
 * Vowels come from a closed form over jawOpen, mouthFunnel/Pucker (rounding), mouthStretch (width)
   and mouthLowerDown (no per-frame optimiser): rounded mouths split into uuu/ooo by how open they
   are, unrounded ones into aaa (open), eee (open and wide) and iii (lips apart, jaw nearly shut).
+  How far the mouth opens comes from the landmarks' inner-lip gap (face_geometry.py) when the
+  observation has landmarks: the largest vowel follows the gap monotonically, so pursed or
+  smiling lips that touch stay shut (corner shapes and mouth_smirk only).
+* Brows rise and lower with their own 3-D height above the eye corners against a rolling resting
+  height (a per-user baseline like the blink's; 3-D so a nod does not read as a raise); the
+  lowered family is the profile's eyebrow_family. Without landmarks the brow scores drive them.
+* Left at rest: eye_unimpressed (MediaPipe has no upper-lid shape apart from eyeBlink, so a
+  half-lidded look is a partial blink, which the blink closure already shows) and mouth_delta (no
+  blendshape combination reads as THA3's triangular mouth).
 * MediaPipe never reports cheekSquint (always 0 in every clip tried), so the lower eyelid follows
   eyeSquint above its rolling median instead.
 * Head: yaw/pitch/roll minus the calibrated neutral (or a default pitch bias) -> head_x/head_y/
