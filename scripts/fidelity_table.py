@@ -57,16 +57,6 @@ def cell(value: float, n: int | None) -> str:
     return f"{value:.3f}" + (f" ({n})" if n is not None else "")
 
 
-def pooled(rows: list[fidelity.Figures], attr: str, count: str | None) -> float:
-    """Frame-weighted over clips for rates, the mean over clips for the rank correlation."""
-    if count is None:
-        vals = [getattr(r, attr) for r in rows if not math.isnan(getattr(r, attr))]
-        return sum(vals) / len(vals) if vals else float("nan")
-    n = sum(getattr(r, count) for r in rows)
-    return sum(getattr(r, attr) * getattr(r, count) for r in rows
-               if getattr(r, count)) / n if n else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -88,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(fig)
         print(f"| {clip.stem} | {len(obs)} | " + " | ".join(
             cell(getattr(fig, a), getattr(fig, n) if n else None) for _, a, n in COLUMNS) + " |")
-    print("| all | | " + " | ".join(
-        cell(pooled(rows, a, n), sum(getattr(r, n) for r in rows) if n else None)
-        for _, a, n in COLUMNS) + " |")
+    # Rates over all frames of all clips; the rank correlation is the mean over clips.
+    print("| all | | " + " | ".join(cell(*fidelity.pooled(rows, a, n)) if n else
+                                    cell(fidelity.pooled(rows, a, n)[0], None)
+                                    for _, a, n in COLUMNS) + " |")
     return 0
 
 

@@ -326,15 +326,10 @@ def fidelity_figures(tracked):
             for clip in sorted(CLIP_FRAMES)}
 
 
-def pooled(figs, rate: str, frames: str) -> tuple[float, int]:
-    n = sum(getattr(f, frames) for f in figs.values())
-    return sum(getattr(f, rate) * getattr(f, frames) for f in figs.values()
-               if getattr(f, frames)) / n, n
-
-
 def test_mouth_opens_only_when_the_lips_part(fidelity_figures):
-    recall, n_open = pooled(fidelity_figures, "mouth_recall", "mouth_open_frames")
-    phantom, n_shut = pooled(fidelity_figures, "mouth_phantom", "mouth_shut_frames")
+    figs = fidelity_figures.values()
+    recall, n_open = fidelity.pooled(figs, "mouth_recall", "mouth_open_frames")
+    phantom, n_shut = fidelity.pooled(figs, "mouth_phantom", "mouth_shut_frames")
     # Guards against a vacuous pass: the clips show both open and shut lips.
     assert n_open >= 300 and n_shut >= 300, (n_open, n_shut)
     assert recall >= 0.95, f"lips clearly apart but the avatar's mouth shut on {1 - recall:.1%}"
@@ -344,8 +339,9 @@ def test_mouth_opens_only_when_the_lips_part(fidelity_figures):
 
 
 def test_brows_rise_only_when_the_brows_rise(fidelity_figures):
-    recall, n_raised = pooled(fidelity_figures, "brow_recall", "brow_raised_frames")
-    phantom, n_neutral = pooled(fidelity_figures, "brow_phantom", "brow_neutral_frames")
+    figs = fidelity_figures.values()
+    recall, n_raised = fidelity.pooled(figs, "brow_recall", "brow_raised_frames")
+    phantom, n_neutral = fidelity.pooled(figs, "brow_phantom", "brow_neutral_frames")
     assert n_raised >= 150 and n_neutral >= 1000, (n_raised, n_neutral)
     assert recall >= 0.9, f"brows clearly raised but the avatar's stayed down on {1 - recall:.1%}"
     assert phantom <= 0.03, f"brows at rest but the avatar's raised on {phantom:.1%}"

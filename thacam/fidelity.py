@@ -19,7 +19,7 @@ strongest closing shape. Pure numpy; ``avatar_poses`` runs the stages as `thacam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -29,8 +29,8 @@ from .tracking import FaceObservation
 if TYPE_CHECKING:
     from .profile import Profile
 
-__all__ = ["Truth", "Figures", "truth", "figures", "avatar_poses", "VOWELS", "mouth", "brow",
-           "closure", "rank_correlation"]
+__all__ = ["Truth", "Figures", "truth", "figures", "pooled", "avatar_poses", "VOWELS", "mouth",
+           "brow", "closure", "rank_correlation"]
 
 VOWELS = ("mouth_aaa", "mouth_iii", "mouth_uuu", "mouth_eee", "mouth_ooo")
 
@@ -186,6 +186,18 @@ def figures(observations: Sequence[FaceObservation | None],
         *_blink_recall(ok & t.eyes_shut, left, right),
         # the blink tests' rule: an open eye fails at closure >= 0.5
         *_rate(ok & t.eyes_open, np.maximum(left, right), np.nextafter(0.5, 0.0)))
+
+
+def pooled(rows: Iterable[Figures], rate: str, frames: str | None) -> tuple[float, int]:
+    """A rate over several clips weighted by the frames it is over (as if one long clip), with
+    that count; ``frames`` None (the rank correlation): the mean over clips, and their number."""
+    rows = [r for r in rows if not np.isnan(getattr(r, rate))]
+    if frames is None:
+        vals = [getattr(r, rate) for r in rows]
+        return (float(np.mean(vals)) if vals else float("nan")), len(vals)
+    n = sum(getattr(r, frames) for r in rows)
+    return (sum(getattr(r, rate) * getattr(r, frames) for r in rows) / n if n
+            else float("nan")), n
 
 
 def _blink_recall(shut: np.ndarray, left: np.ndarray,

@@ -50,8 +50,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .pose import Pose
 from .face_geometry import brow_heights, has_landmarks, lip_gap
+from .pose import Pose
 from .settings import Settings, setting
 from .tracking import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, FaceObservation
 
