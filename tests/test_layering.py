@@ -33,6 +33,8 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "character": ("torch", "cv2"),
     "faces": TORCH_CV2_MP,               # character imports it: no cv2; mediapipe when used
     "retarget": TORCH_CV2_MP,
+    "face_geometry": TORCH_CV2_MP,
+    "fidelity": TORCH_CV2_MP,            # the stages (app) only when avatar_poses runs
     "animation": TORCH_CV2_MP,
     "tracking": TORCH_CV2_MP,            # mediapipe only when a tracker is made
     "capture": ("torch", "mediapipe"),

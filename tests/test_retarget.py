@@ -259,6 +259,78 @@ def test_mouth_corners_by_side():
     assert p["mouth_lowered_corner_right"] == 0.0
 
 
+def mesh(t_ms: float, gap: float, brow: float = 1.0, brow_left: float | None = None,
+         **scores: float) -> FaceObservation:
+    """A face with landmarks: inner lips ``gap`` x mouth width apart, brows ``brow`` (left:
+    ``brow_left``) times a height of 0.2 x the eye span above the eye corners."""
+    lm = np.zeros((478, 3), np.float32)
+    lm[[78, 308], :2] = (0.40, 0.70), (0.60, 0.70)              # mouth corners, width 0.2
+    for up, down, x in ((82, 87, 0.47), (13, 14, 0.50), (312, 317, 0.53)):
+        lm[up, :2], lm[down, :2] = (x, 0.70 - 0.1 * gap), (x, 0.70 + 0.1 * gap)
+    lm[[33, 133, 362, 263], :2] = (0.35, 0.4), (0.45, 0.4), (0.55, 0.4), (0.65, 0.4)
+    for idx, x, k in (((70, 63, 105, 66, 107), 0.40, brow),
+                      ((300, 293, 334, 296, 336), 0.60, brow if brow_left is None else brow_left)):
+        lm[list(idx), 0], lm[list(idx), 1] = x, 0.4 - 0.06 * k    # 0.2 x the 0.3 eye span
+    return FaceObservation(Blendshapes.from_dict(scores), 0.0, 8.0, 0.0, t_ms, lm, (100, 100))
+
+
+def test_closed_lips_never_open_the_mouth():
+    """Pursed or smiling lips that touch: corner shapes only, whatever the mouth scores say."""
+    r = Retargeter()
+    for i, scores in enumerate((dict(mouthPucker=0.9, mouthFunnel=0.4, jawOpen=0.2),
+                                dict(mouthSmileLeft=0.9, mouthSmileRight=0.9, jawOpen=0.15),
+                                dict(mouthSmileLeft=0.7, mouthSmileRight=0.1))):
+        p = r.update(mesh(i * 33.0, 0.0, **scores))
+        assert all(p[n] == 0.0 for n in VOWELS), (scores, {n: p[n] for n in VOWELS})
+    assert p["mouth_raised_corner_left"] == 1.0 and p["mouth_smirk"] == 1.0
+    # Without landmarks (a tracker that sends only scores) the scores still decide.
+    assert Retargeter().update(obs(mouthPucker=0.9, jawOpen=0.2))["mouth_uuu"] > 0.3
+
+
+def test_mouth_opens_as_far_as_the_lips_part_in_the_shape_the_scores_give():
+    r = Retargeter()
+    gaps = np.linspace(0.0, 0.8, 17)
+    for shape, vowel in ((dict(jawOpen=0.5), "mouth_aaa"),
+                         (dict(jawOpen=0.3, mouthFunnel=0.7, mouthPucker=0.2), "mouth_ooo"),
+                         (dict(), "mouth_aaa")):       # lips apart, jaw still: an "a" anyway
+        poses = [r.update(mesh(i * 33.0, g, **shape)) for i, g in enumerate(gaps)]
+        largest = [max(p[n] for n in VOWELS) for p in poses]
+        assert all(b > a for a, b in zip(largest, largest[1:]) if a < 1.0), largest
+        assert largest[0] == 0.0 and largest[-1] == 1.0
+        assert all(dominant(p) == vowel for p in poses[1:])
+        assert all(sum(p[n] for n in VOWELS) <= 1.0 + 1e-6 for p in poses)
+
+
+def test_brows_follow_their_own_motion_not_the_scores():
+    r = Retargeter()
+    rest = [r.update(mesh(i * 33.0, 0.0)) for i in range(90)]           # 3 s at rest
+    assert max(p["eyebrow_raised_left"] for p in rest) == 0.0
+    t = 3000.0
+    p = r.update(mesh(t, 0.0, 1.12))
+    assert p["eyebrow_raised_left"] == 1.0 and p["eyebrow_raised_right"] == 1.0
+    # Brow scores that rise with a still brow (a smile, a nod, a user whose scores run high)
+    # raise nothing; a brow that rises raises whatever the scores say.
+    up = dict(browInnerUp=0.9, browOuterUpLeft=0.9, browOuterUpRight=0.9)
+    assert r.update(mesh(t + 33, 0.0, 1.0, **up))["eyebrow_raised_left"] == 0.0
+    # One brow: mostly its own side; a lowered brow drives the profile's family.
+    p = r.update(mesh(t + 66, 0.0, 1.0, brow_left=1.16))
+    assert p["eyebrow_raised_left"] >= 0.9 and p["eyebrow_raised_right"] < 0.2
+    p = r.update(mesh(t + 99, 0.0, 0.88))
+    family = f"eyebrow_{RetargetSettings().eyebrow_family}"
+    assert p[f"{family}_left"] == 1.0 and p[f"{family}_right"] == 1.0
+    assert p["eyebrow_raised_left"] == 0.0
+    # A resting height that changes for good (a new user, the camera moved) becomes the rest.
+    late = [r.update(mesh(t + 133 + i * 33.0, 0.0, 1.12)) for i in range(300)]
+    assert late[-1]["eyebrow_raised_left"] == 0.0
+
+
+def test_smirk_follows_an_uneven_smile_on_either_side():
+    for left, right in ((0.8, 0.2), (0.2, 0.8)):
+        p = Retargeter().update(obs(mouthSmileLeft=left, mouthSmileRight=right))
+        assert p["mouth_smirk"] == 1.0
+    assert Retargeter().update(obs(mouthSmileLeft=0.8, mouthSmileRight=0.8))["mouth_smirk"] == 0.0
+
+
 # ------------------------------------------------------------------------------ head, body
 
 def test_head_directions_and_scale():

@@ -16,6 +16,15 @@ changes what MediaPipe's score distribution needs (measured on real clips, see
 * Vowels come from a closed form over jawOpen, mouthFunnel/Pucker (rounding), mouthStretch (width)
   and mouthLowerDown (no per-frame optimiser): rounded mouths split into uuu/ooo by how open they
   are, unrounded ones into aaa (open), eee (open and wide) and iii (lips apart, jaw nearly shut).
+  How far the mouth opens comes from the landmarks' inner-lip gap (face_geometry.py) when the
+  observation has landmarks: the largest vowel follows the gap monotonically, so pursed or
+  smiling lips that touch stay shut (corner shapes and mouth_smirk only).
+* Brows rise and lower with their own 3-D height above the eye corners against a rolling resting
+  height (a per-user baseline like the blink's; 3-D so a nod does not read as a raise); the
+  lowered family is the profile's eyebrow_family. Without landmarks the brow scores drive them.
+* Left at rest: eye_unimpressed (MediaPipe has no upper-lid shape apart from eyeBlink, so a
+  half-lidded look is a partial blink, which the blink closure already shows) and mouth_delta (no
+  blendshape combination reads as THA3's triangular mouth).
 * MediaPipe never reports cheekSquint (always 0 in every clip tried), so the lower eyelid follows
   eyeSquint above its rolling median instead.
 * Head: yaw/pitch/roll minus the calibrated neutral (or a default pitch bias) -> head_x/head_y/
@@ -41,6 +50,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .face_geometry import brow_heights, has_landmarks, lip_gap
 from .pose import Pose
 from .settings import Settings, setting
 from .tracking import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, FaceObservation
@@ -124,6 +134,21 @@ class RetargetSettings(Settings):
         0.1, 0.0, 1.0, help="brow-up score where the brow starts to rise")
     brow_raise_max: float = tunable(
         0.8, 0.0, 1.0, help="brow-up score where the brow is fully raised")
+    brow_window_s: float = tunable(
+        30.0, 2.0, 300.0, help="seconds of history for each brow's resting height (landmarks)")
+    brow_pair_share: float = tunable(
+        0.5, 0.0, 1.0, help="share of each brow's motion taken from both brows' mean (steadier; "
+        "0 = each brow on its own, 1 = both always alike)")
+    brow_rise_min: float = tunable(
+        0.035, 0.0, 0.5, help="rise of a brow above its resting height (fraction of it) where "
+        "the brow starts to rise")
+    brow_rise_max: float = tunable(
+        0.105, 0.0, 0.5, help="rise of a brow above its resting height for a fully raised brow")
+    brow_drop_min: float = tunable(
+        0.03, 0.0, 0.5, help="drop of a brow below its resting height (fraction of it) where "
+        "the brow starts to lower")
+    brow_drop_max: float = tunable(
+        0.09, 0.0, 0.5, help="drop of a brow below its resting height for a fully lowered brow")
 
     # --- eyes
     eye_wide_min: float = tunable(0.15, 0.0, 1.0, help="eyeWide score where eye_surprised starts")
@@ -152,6 +177,11 @@ class RetargetSettings(Settings):
     stretch_min: float = tunable(
         0.1, 0.0, 1.0, help="mouthStretch where the mouth starts to widen")
     stretch_max: float = tunable(0.45, 0.0, 1.0, help="mouthStretch for a fully wide mouth")
+    lip_gap_full: float = tunable(
+        0.55, 0.05, 1.5, help="inner-lip gap over mouth width (landmarks) for a fully open mouth")
+    lip_gap_curve: float = tunable(
+        1.5, 1.0, 4.0, help="how the lip gap opens the mouth: 1 = in proportion, higher keeps "
+        "barely parted lips nearly closed (the order of openings is kept either way)")
     vowel_eee: bool = tunable(
         True, help="drive mouth_eee (open and wide); off: that goes to iii")
     corner_smile_min: float = tunable(
@@ -160,6 +190,11 @@ class RetargetSettings(Settings):
         0.7, 0.0, 1.0, help="mouthSmile for a fully raised corner")
     frown_min: float = tunable(0.02, 0.0, 1.0, help="mouthFrown where a corner starts to drop")
     frown_max: float = tunable(0.3, 0.0, 1.0, help="mouthFrown for a fully dropped corner")
+    smirk_min: float = tunable(
+        0.15, 0.0, 1.0, help="difference of the two mouthSmile scores where a one-sided smile "
+        "(mouth_smirk) starts")
+    smirk_max: float = tunable(
+        0.45, 0.0, 1.0, help="difference of the two mouthSmile scores for a full smirk")
 
     # --- head and body
     head_y_range_deg: float = tunable(
@@ -184,6 +219,8 @@ class RetargetSettings(Settings):
     # (low, high) pairs whose ramp must not be empty
     _RAMPS = (("blink_start", "blink_full"), ("smile_min", "smile_max"),
               ("brow_down_min", "brow_down_max"), ("brow_raise_min", "brow_raise_max"),
+              ("brow_rise_min", "brow_rise_max"), ("brow_drop_min", "brow_drop_max"),
+              ("smirk_min", "smirk_max"),
               ("eye_wide_min", "eye_wide_max"), ("squint_margin", "squint_full"),
               ("jaw_open_min", "jaw_open_max"), ("lower_down_min", "lower_down_max"),
               ("round_min", "round_max"), ("stretch_min", "stretch_max"),
@@ -332,6 +369,7 @@ class Retargeter:
         s = self.settings
         self._eyes = (_EyeBaseline(s), _EyeBaseline(s))
         self._squint = (_Rolling(s.blink_window_s * 1000.0), _Rolling(s.blink_window_s * 1000.0))
+        self._brow_rest = (_Rolling(s.brow_window_s * 1000.0), _Rolling(s.brow_window_s * 1000.0))
         self._happy = 0.0           # 0 = wink family, 1 = happy-wink family
         self._happy_target = 0.0
         self._last_t: float | None = None
@@ -385,13 +423,21 @@ class Retargeter:
         smile = (b("mouthSmileLeft") + b("mouthSmileRight")) / 2 + b("mouthShrugUpper")
         smile_degree = ramp(smile, s.smile_min, s.smile_max)
 
-        # eyebrows
+        # eyebrows: from the brows' own motion against their resting heights where the landmarks
+        # are there (the brow scores follow the rest of the face and the user: 13 % phantom raises
+        # on the shared clips, and half-strength scores lose most raises); else from the scores.
+        rises = self._brow_rises(t, brow_heights(obs)) if has_landmarks(obs) else None
         family = f"eyebrow_{s.eyebrow_family}"
-        for side, other in (("left", "Left"), ("right", "Right")):
-            down = ramp(b(f"browDown{other}"), s.brow_down_min, s.brow_down_max)
+        for i, (side, other) in enumerate((("left", "Left"), ("right", "Right"))):
+            if rises is not None:
+                down = ramp(-rises[i], s.brow_drop_min, s.brow_drop_max)
+                raised = ramp(rises[i], s.brow_rise_min, s.brow_rise_max)
+            else:
+                down = ramp(b(f"browDown{other}"), s.brow_down_min, s.brow_down_max)
+                up = 0.5 * b("browInnerUp") + 0.5 * b(f"browOuterUp{other}")
+                raised = ramp(up, s.brow_raise_min, s.brow_raise_max)
             pose[f"{family}_{side}"] = (1.0 - smile_degree) * down
-            up = 0.5 * b("browInnerUp") + 0.5 * b(f"browOuterUp{other}")
-            pose[f"eyebrow_raised_{side}"] = ramp(up, s.brow_raise_min, s.brow_raise_max)
+            pose[f"eyebrow_raised_{side}"] = raised
             pose[f"eyebrow_happy_{side}"] = _clamp(smile) * smile_degree
 
         # eyes: per-eye closure, synced into a blink when both are closing
@@ -428,7 +474,7 @@ class Retargeter:
         pose["iris_rotation_x"] = _clamp(_deadzone(gx, s.gaze_deadzone) * s.gaze_gain, -1, 1)
 
         # mouth
-        vowels = self._vowels(bs)
+        vowels = self._vowels(bs, lip_gap(obs) if rises is not None else None)
         for name, v in vowels.items():
             pose[name] = v
         opening = max(vowels.values())
@@ -438,6 +484,10 @@ class Retargeter:
             # THA3 drops the corners only with a closed mouth; fading keeps that without a jump.
             pose[f"mouth_lowered_corner_{side}"] = (1.0 - opening) * ramp(
                 b(f"mouthFrown{other}"), s.frown_min, s.frown_max)
+        # A one-sided smile. THA3 has one smirk (a lopsided closed mouth), not one per side, so
+        # it follows how uneven the smile is; the raised corners above say which side.
+        pose["mouth_smirk"] = ramp(abs(b("mouthSmileLeft") - b("mouthSmileRight")),
+                                   s.smirk_min, s.smirk_max)
 
         # head and body
         cal = self._calibration if self._calibration and self._calibration.calibrated else None
@@ -468,8 +518,23 @@ class Retargeter:
         step = dt_s / fade
         self._happy += _clamp(self._happy_target - self._happy, -step, step)
 
-    def _vowels(self, bs: np.ndarray) -> dict[str, float]:
-        """Closed-form vowel weights from jaw, lip rounding, lip width and lower-lip drop."""
+    def _brow_rises(self, t: float, heights: tuple[float, float]) -> tuple[float, float]:
+        """(left, right): how far each brow is above (> 0) or below its resting height, the
+        median of its recent heights, as a fraction of it; ``brow_pair_share`` of it comes from
+        the two brows' mean (they mostly move together, and each one alone is noisier)."""
+        own = []
+        for rest, height in zip(self._brow_rest, heights):
+            rest.push(t, height)
+            vals, _ = rest.recent(t)
+            base = float(np.median(vals))
+            own.append(height / base - 1.0 if base > 0 else 0.0)
+        k = self.settings.brow_pair_share
+        both = (own[0] + own[1]) / 2
+        return (1 - k) * own[0] + k * both, (1 - k) * own[1] + k * both
+
+    def _vowels(self, bs: np.ndarray, gap: float | None = None) -> dict[str, float]:
+        """Vowel weights: the shape from jaw, lip rounding, lip width and lower-lip drop (a
+        closed form); how far the mouth opens from the landmarks' lip gap when there is one."""
         s = self.settings
 
         def b(name: str) -> float:
@@ -497,11 +562,31 @@ class Retargeter:
             iii, eee = max(iii, eee), 0.0
         vowels = {"mouth_aaa": aaa, "mouth_iii": iii, "mouth_uuu": uuu, "mouth_eee": eee,
                   "mouth_ooo": ooo}
+        if gap is not None:
+            return _opened(vowels, ramp(gap, 0.0, s.lip_gap_full) ** s.lip_gap_curve)
         # THA3's mouth shapes add up; keep the sum at most 1 so mixes never over-open.
         total = sum(vowels.values())
         if total > 1.0:
             vowels = {k: v / total for k, v in vowels.items()}
         return vowels
+
+
+def _opened(shape: dict[str, float], opening: float) -> dict[str, float]:
+    """Vowel weights whose largest is ``opening`` (so the mouth opens as far as the lips part,
+    whatever the shape) and whose sum stays at most 1 (THA3's mouth shapes add up).
+
+    Lips parted where the blendshapes see no vowel (a jaw that barely moves) open as "a".
+    """
+    top = max(shape.values())
+    if top <= 0.0:
+        shape, top = dict.fromkeys(shape, 0.0) | {"mouth_aaa": 1.0}, 1.0
+    lead = max(shape, key=shape.__getitem__)
+    out = {k: opening * v / top for k, v in shape.items()}
+    rest = sum(v for k, v in out.items() if k != lead)
+    if rest > 1.0 - opening:
+        scale = (1.0 - opening) / rest
+        out = {k: v if k == lead else v * scale for k, v in out.items()}
+    return out
 
 
 def _deadzone(x: float, dz: float) -> float:
