@@ -42,6 +42,9 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "render": ("torch",),                # the package: RenderSettings, not the engine
     "output": ("torch",),
     "sources": ("torch",),
+    "sources.network": TORCH_CV2_MP,
+    "sources.ifacialmocap": TORCH_CV2_MP,
+    "sources.vmc": TORCH_CV2_MP,
     "pipeline": ("torch",),
     "offline": ("torch",),
 }

@@ -64,9 +64,10 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
 
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,
                 file_size: tuple[int, int] | None = None,
-                file_fps: float | None = None) -> FaceSource:
+                file_fps: float | None = None, phone: str | None = None) -> FaceSource:
     """``--source`` value -> an unopened face source built from the profile's [camera]."""
-    return create_source(spec, SourceContext(profile.camera, weights_dir, file_size, file_fps))
+    return create_source(spec, SourceContext(profile.camera, weights_dir, file_size, file_fps,
+                                             phone))
 
 
 @dataclass(frozen=True)

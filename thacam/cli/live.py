@@ -10,8 +10,8 @@ from ..controls import key_help
 from ..errors import UserError
 from ..output import SINKS
 from ..sources import SOURCES
-from .options import (add_flags, add_profile, add_weights, load_renderer, positive, profile_for,
-                      warn_if_not_conforming)
+from .options import (add_flags, add_phone, add_profile, add_weights, load_renderer, positive,
+                      profile_for, warn_if_not_conforming)
 
 __all__ = ["add_live_options", "cmd_live", "EPILOG"]
 
@@ -33,6 +33,7 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     sources = "; ".join(f"{e.usage}: {e.help}" for e in SOURCES.entries.values())
     g.add_argument("--source", default=None, metavar="NAME[:ARG]",
                    help=f"where the face comes from - {sources} (default: webcam)")
+    add_phone(g)
     g.add_argument("--camera-size", default=None, metavar="WxH",
                    help="capture size asked of the camera (default: the profile's, 640x480)")
     g.add_argument("--size", default=None, metavar="WxH",
@@ -81,7 +82,8 @@ def _run_live(args: argparse.Namespace) -> int:
     # Everything a typo can break is built before the model loads (seconds on a CPU).
     sinks = live_sinks(args.output or [], profile, args.fps)
     source = live_source(args.source or "webcam", profile, args.weights,
-                         file_size=parse_size(args.camera_size), file_fps=args.camera_fps)
+                         file_size=parse_size(args.camera_size), file_fps=args.camera_fps,
+                         phone=args.phone)
     character = load_character(profile.character.image)
     warn_if_not_conforming(character, args.weights)
     renderer = load_renderer(profile.render_settings(args.weights))

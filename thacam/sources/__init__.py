@@ -109,6 +109,7 @@ class SourceContext:
     # A video file given as the camera keeps its own size and rate unless these say otherwise.
     file_size: tuple[int, int] | None = None
     file_fps: float | None = None
+    phone: str | None = None        # --phone: the address a phone tracker gets its handshake at
 
 
 SOURCES = Registry("a face source", "--source")
@@ -126,3 +127,9 @@ def create_source(spec: str, ctx: SourceContext) -> FaceSource:
 # The face sources thacam has. A new one: a module with a FaceSource subclass, and one line here.
 SOURCES.register("webcam", "thacam.sources.webcam:WebcamFaces",
                 "the camera (--camera: an index, a device or a video file) tracked by MediaPipe")
+SOURCES.register("ifacialmocap", "thacam.sources.ifacialmocap:IFacialMocapFaces",
+                 "the iFacialMocap iPhone app over UDP (default port 49983; --phone IP sends it "
+                 "the start handshake)", usage="ifacialmocap[:PORT]")
+SOURCES.register("vmc", "thacam.sources.vmc:VmcFaces",
+                 "a VMC protocol sender (OSC over UDP: shapes and the head bone; default port "
+                 "39539)", usage="vmc[:PORT]")
