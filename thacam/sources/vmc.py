@@ -149,11 +149,16 @@ def osc_messages(data: bytes, depth: int = 0) -> Iterator[tuple[str, tuple]]:
 
 # ------------------------------------------------------------------------------------- VMC
 
-def _targets(name: str) -> tuple[tuple[str, float], ...]:
-    """The MediaPipe shapes (and weights) a sender's shape name drives; () for unknown names."""
+def _key(name: str) -> str:
+    """A sender's shape name, written one way (its case and _L/_R spellings vary by sender)."""
     key = name.lower()
     if key.endswith(("_l", "_r")) and key not in _PRESETS:
         key = key[:-2] + ("left" if key.endswith("_l") else "right")
+    return key
+
+
+def _targets(key: str) -> tuple[tuple[str, float], ...]:
+    """The MediaPipe shapes (and weights) a shape key drives; () for unknown names."""
     if key in _ARKIT:
         return ((_ARKIT[key], 1.0),)
     return _PRESETS.get(key, ())
@@ -164,7 +169,7 @@ def shape_scores(values: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in values.items():
         v = min(1.0, max(0.0, value))
-        for target, weight in _targets(name):
+        for target, weight in _targets(_key(name)):
             out[target] = max(out.get(target, 0.0), v * weight)
     return out
 
@@ -211,8 +216,9 @@ class VmcFaces(UdpFaces):
                         or not isinstance(args[1], (int, float)):
                     raise BadPacket("malformed", "/VMC/Ext/Blend/Val wants (name, value)")
                 value = finite([float(args[1])], args[0][:40])[0]
-                if _targets(args[0]):        # unknown names are not kept (nor can they pile up)
-                    pending[args[0]] = value
+                key = _key(args[0])
+                if _targets(key):           # unknown names are not kept (nor can they pile up)
+                    pending[key] = value
             elif address == "/VMC/Ext/Blend/Apply":
                 shapes = {**(self._shapes if shapes is None else shapes), **pending}
                 pending = {}
