@@ -24,6 +24,7 @@ from thacam.errors import SourceError
 from thacam.retarget import Retargeter
 from thacam.sources import SourceContext, create_source
 from thacam.sources.ifacialmocap import START_V2, IFacialMocapFaces, parse_packet
+from thacam.sources.network import FRONTAL_PITCH_DEG
 from thacam.tracking import BLENDSHAPE_NAMES, FaceObservation
 
 from network_fixtures import (Sender, clip_faces, free_port, fuzzed, pose_gap,  # noqa: F401
@@ -32,7 +33,8 @@ from network_fixtures import (Sender, clip_faces, free_port, fuzzed, pose_gap,  
 
 def packet(obs: FaceObservation, version: int = 2) -> bytes:
     """What the app sends for this face: integer percents, ARKit's _L/_R names (and tongueOut,
-    which MediaPipe lacks), the head as rx (chin down), ry, rz in degrees plus a position."""
+    which MediaPipe lacks), the head as rx (chin down), ry, rz in degrees plus a position. ARKit
+    reads a face looking ahead as rx 0, where MediaPipe reads FRONTAL_PITCH_DEG."""
     sep = "&" if version == 2 else "-"
     parts = []
     for name in BLENDSHAPE_NAMES[1:]:
@@ -40,7 +42,8 @@ def packet(obs: FaceObservation, version: int = 2) -> bytes:
             name[:-5] + "_R" if name.endswith("Right") else name
         parts.append(f"{key}{sep}{round(obs.blendshapes[name] * 100)}")
     parts.append(f"tongueOut{sep}0")
-    parts.append(f"=head#{obs.pitch:.5f},{obs.yaw:.5f},{obs.roll:.5f},0.01,-0.02,-0.45")
+    rx = obs.pitch - FRONTAL_PITCH_DEG
+    parts.append(f"=head#{rx:.5f},{obs.yaw:.5f},{obs.roll:.5f},0.01,-0.02,-0.45")
     parts.append("rightEye#2.1,-1.5,0.0")
     parts.append("leftEye#2.0,-1.6,0.0")
     return ("|".join(parts) + "|").encode()
@@ -70,24 +73,25 @@ def test_thacams_reading_of_a_packet_is_thas_own(clip_faces, version):
                                               theirs["headBoneZ"]])
 
 
-def test_head_directions_follow_thas_puppeteer():
+def test_head_directions_follow_thas_puppeteer(source):
     """THA3's converter: head_x = -rx/15, head_y = -ry/10, neck_z = +rz/15 (and body_y with
-    head_y); thacam's split gives the same signs and, within the head's range, the same head."""
+    head_y). Uncalibrated, thacam gives the same signs, THA3's very head_x, and within the head's
+    range its head_y less the body's share."""
     tha3 = {"head_x": lambda rx, ry, rz: -rx / 15, "head_y": lambda rx, ry, rz: -ry / 10,
             "neck_z": lambda rx, ry, rz: rz / 15, "body_y": lambda rx, ry, rz: -ry / 10}
-    src = IFacialMocapFaces(0)
     settings = Retargeter().settings
-    for rx, ry, rz in ((6, 0, 0), (-6, 0, 0), (0, 5, 0), (0, -5, 0), (0, 0, 8), (0, 0, -8)):
-        obs = src.decode(f"jawOpen&0|=head#{rx},{ry},{rz},0,0,0|".encode(), 0.0)
-        got = Retargeter().update(FaceObservation(obs.blendshapes, obs.yaw,
-                                          obs.pitch + settings.pitch_bias_deg, obs.roll, 0.0))
+    turns = ((6, 0, 0), (-6, 0, 0), (0, 5, 0), (0, -5, 0), (0, 0, 8), (0, 0, -8))
+    samples = receive_each(source, [f"jawOpen&0|=head#{rx},{ry},{rz},0,0,0|".encode()
+                                    for rx, ry, rz in turns])
+    for (rx, ry, rz), sample in zip(turns, samples):
+        got = Retargeter().update(sample.obs)
         for name, ref in tha3.items():
             want = ref(rx, ry, rz)
             assert math.copysign(1, got[name]) == math.copysign(1, want) or want == 0, (
                 name, rx, ry, rz, got[name], want)
-        if ry:
-            assert got["head_y"] == pytest.approx(
-                -(1 - settings.body_share) * ry / settings.head_y_range_deg)
+        assert got["head_x"] == pytest.approx(-rx / 15)
+        assert got["head_y"] == pytest.approx(
+            -(1 - settings.body_share) * ry / settings.head_y_range_deg)
 
 
 # ------------------------------------------------------------------------------ over UDP

@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation
 from thacam.capture import CameraSettings
 from thacam.retarget import Retargeter
 from thacam.sources import SourceContext, create_source
+from thacam.sources.network import FRONTAL_PITCH_DEG
 from thacam.sources.vmc import VmcFaces
 from thacam.tracking import BLENDSHAPE_NAMES, FaceObservation
 
@@ -46,8 +47,10 @@ def bundle(*elements: bytes) -> bytes:
 def head_quaternion(yaw: float, pitch: float, roll: float) -> tuple[float, ...]:
     """The head bone a VMC sender would send for this face: Unity's left-handed frame, the model
     facing +Z with +X on its right, so turning toward image-left of a camera facing it (the
-    model's own right) is +Y and its roll runs the other way round on screen."""
-    return tuple(Rotation.from_euler("YXZ", [-yaw, pitch, -roll], degrees=True).as_quat())
+    model's own right) is +Y and its roll runs the other way round on screen. A bone reads a
+    face looking ahead as pitch 0, where MediaPipe reads FRONTAL_PITCH_DEG."""
+    return tuple(Rotation.from_euler("YXZ", [-yaw, pitch - FRONTAL_PITCH_DEG, -roll],
+                                     degrees=True).as_quat())
 
 
 def packet(obs: FaceObservation, capital: bool = False) -> bytes:

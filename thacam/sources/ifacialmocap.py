@@ -14,7 +14,8 @@ checked and not used: gaze comes from the eyeLook shapes, as in THA3 and on the 
 Head angles, from the signs THA3's converter gives them (head_x = -rx, head_y = -ry,
 neck_z = +rz) against retarget's (head_x = -pitch, head_y = -yaw, neck_z = +roll): yaw = ry,
 pitch = rx (> 0 chin down), roll = rz, i.e. ARKit's face frame seen by a camera facing the user,
-unmirrored. The head/body split, calibration and mirroring are then the webcam path's.
+unmirrored. The head/body split, calibration and mirroring are then the webcam path's (and
+uncalibrated, head_x = -rx/15 as in THA3: see FRONTAL_PITCH_DEG in thacam.sources.network).
 
 The app starts sending once it gets the start handshake; with ``--phone IP`` thacam sends it on
 open and again every few seconds while no packets come (the app restarted, the phone slept).

@@ -16,10 +16,16 @@ camera is: ``connected`` turns False, ``next`` returns None, the pipeline lets t
 take over, and the next good packet resumes it. While quiet, ``greet`` is called every
 ``greet_every_s`` (iFacialMocap asks the phone to start sending again).
 
+Pitch: these trackers read a face looking straight ahead as pitch 0, where MediaPipe reads
+about 8 deg chin-down, which retarget subtracts until the user calibrates (pitch_bias_deg). So
+that an uncalibrated phone looks ahead as an uncalibrated webcam does, observations get that
+frontal pitch added (``FRONTAL_PITCH_DEG``); calibration then removes either alike.
+
 Mirroring (the profile's camera.mirror, the ``m`` key) is applied here as the webcam applies it by
 flipping its frame: left and right shapes exchanged, yaw and roll negated, so everything
 downstream describes the mirrored picture and nothing else needs to know. Decoders return the
-tracker's face in tracking.py's conventions for an unmirrored camera facing the user.
+tracker's face in tracking.py's conventions for an unmirrored camera facing the user, pitch 0
+straight ahead.
 
 Must not import torch, cv2 or mediapipe.
 """
@@ -36,16 +42,20 @@ from dataclasses import dataclass, field
 
 from ..capture import Latest, now_ms
 from ..errors import BadPacket, SourceError
+from ..retarget import RetargetSettings
 from ..tracking import FaceObservation
 from . import FaceSample, FaceSource, SourceStats
 
-__all__ = ["UdpFaces", "PacketStats", "mirrored", "parse_port", "finite"]
+__all__ = ["UdpFaces", "PacketStats", "mirrored", "parse_port", "finite", "FRONTAL_PITCH_DEG"]
 
 log = logging.getLogger(__name__)
 
 # A full iFacialMocap v2 frame is ~1.5 KB and a VMC bundle with every ARKit shape ~3 KB; anything
 # far larger is not a face frame (and reading it would only cost time).
 MAX_PACKET = 16 * 1024
+
+# What MediaPipe reads for a face looking straight ahead (retarget's default pitch bias).
+FRONTAL_PITCH_DEG = RetargetSettings().pitch_bias_deg
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,7 @@ class UdpFaces(FaceSource):
             return
         if obs is None:
             return
+        obs = dataclasses.replace(obs, pitch=obs.pitch + FRONTAL_PITCH_DEG)
         if self._mirror:
             obs = mirrored(obs)
         self._faces += 1
