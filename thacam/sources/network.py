@@ -179,6 +179,10 @@ class UdpFaces(FaceSource):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            st = self.packet_stats()
+            bad = ", ".join(f"{n} {kind}" for kind, n in sorted(st.rejected.items()))
+            log.info("%s: %d packets, %d faces%s", self.description, st.received, st.faces,
+                     f", ignored {bad}" if bad else "")
 
     def wake(self) -> None:
         self._latest.wake()
