@@ -70,7 +70,7 @@ class Sender:
 
 
 def receive_each(source, packets: list[bytes]) -> list:
-    """Send each packet and take the sample it makes before sending the next (nothing is skipped)."""
+    """Send each packet and take the sample it makes before sending the next (none skipped)."""
     source.next(timeout=0.0)        # whatever came before is not an answer to these
     sender = Sender(source.port)
     try:

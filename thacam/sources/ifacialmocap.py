@@ -112,9 +112,11 @@ class IFacialMocapFaces(UdpFaces):
 
     name = "ifacialmocap"
 
-    def __init__(self, port: int = PORT, *, phone: str | None = None, **kw):
+    def __init__(self, port: int = PORT, *, phone: str | None = None, phone_port: int = PORT,
+                 **kw):
         super().__init__(port, **kw)
         self.phone = phone
+        self.phone_port = phone_port        # where the app listens for the handshake
 
     @classmethod
     def from_spec(cls, arg: str | None, ctx: SourceContext) -> "IFacialMocapFaces":
@@ -130,7 +132,7 @@ class IFacialMocapFaces(UdpFaces):
 
     def greet(self, sock: socket.socket) -> None:
         if self.phone is not None:
-            sock.sendto(START_V2, (self.phone, PORT))
+            sock.sendto(START_V2, (self.phone, self.phone_port))
 
     def decode(self, data: bytes, t_ms: float) -> FaceObservation:
         # A garbled byte spoils one name or number (counted below), not the whole reading.
