@@ -46,6 +46,9 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources": ("torch",),
     "lipsync": TORCH_CV2_MP + ("sounddevice", "av"),
     "sources.audio": TORCH_CV2_MP + ("sounddevice", "av"),   # both only when a mic/file opens
+    "sources.network": TORCH_CV2_MP,
+    "sources.ifacialmocap": TORCH_CV2_MP,
+    "sources.vmc": TORCH_CV2_MP,
     "pipeline": ("torch",),
     "offline": ("torch",),
 }

@@ -291,7 +291,7 @@ def test_mic_only_live_run_idles_and_lip_syncs(sentence):
     stats = pipeline.run(frames=120)
     assert stats.frames == 120 and stats.faces == 0          # no face ever: mic-only
     rel = [((t - t0) * 1000.0, p) for t, p in renderer.poses]
-    (a0, a1, _), (i0, i1, _) = spans[0], spans[1]
+    (a0, a1, _), (i0, _, _) = spans[0], spans[1]
     during = [p for t, p in rel if a0 + 100 <= t <= a1 - 30]
     before = [p for t, p in rel if t <= a0 - 50]
     after = [p for t, p in rel if a1 + 500 <= t <= i0 - 50]

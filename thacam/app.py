@@ -65,16 +65,19 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
 
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,
                 file_size: tuple[int, int] | None = None,
-                file_fps: float | None = None, mic: str | None = None) -> FaceSource:
+                file_fps: float | None = None, mic: str | None = None,
+                phone: str | None = None) -> FaceSource:
     """``--source`` value -> an unopened face source built from the profile's [camera], checked
     as far as that is possible without opening it. ``mic`` (``--mic [DEVICE]``, "" = the
     default input) adds the microphone's lip sync; when the camera then cannot start, the
-    microphone goes on alone (mic-only mode: idle motion and lip sync).
+    microphone goes on alone (mic-only mode: idle motion and lip sync). ``phone`` (``--phone
+    IP``) is where a phone tracker sends its start handshake.
 
     Raises:
         UserError: an unknown source, or an input that certainly cannot start.
     """
-    ctx = SourceContext(profile.camera, weights_dir, file_size, file_fps, profile.lipsync)
+    ctx = SourceContext(profile.camera, weights_dir, file_size, file_fps, profile.lipsync,
+                        phone)
     if mic is not None and spec == "mic":
         spec = f"mic:{mic}" if mic else "mic"
     if mic is not None and spec.split(":")[0] != "mic":

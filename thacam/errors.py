@@ -26,6 +26,9 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │       ├── ObsConnectionError
     │       ├── ObsAuthError
     │       └── ObsRequestError         OBS refused a request (code, comment)
+    ├── BadPacket                       a network tracker's packet that cannot be read (kind:
+    │                                   malformed, truncated, oversized, wrong protocol); the
+    │                                   source counts it and reads on, it never reaches the user
     └── ExportError                     the optional OpenVINO engine cannot run (falls back)
 
     KeyboardInterrupt
@@ -50,7 +53,8 @@ __all__ = [
     "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
     "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "AudioUnavailable", "OutputError",
     "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
-    "ObsAuthError", "ObsRequestError", "ExportError", "Terminated", "os_error_message",
+    "ObsAuthError", "ObsRequestError", "BadPacket", "ExportError", "Terminated",
+    "os_error_message",
 ]
 
 
@@ -168,6 +172,20 @@ class ObsRequestError(ObsError):
         self.code = code
         self.comment = comment
         super().__init__(f"OBS refused {request} (code {code}: {comment or 'no comment'})")
+
+
+class BadPacket(ThacamError, ValueError):
+    """A packet a network face source cannot read. ``kind`` is what the source counts it as:
+    "malformed", "truncated", "oversized" or "wrong protocol"."""
+
+    KINDS = ("malformed", "truncated", "oversized", "wrong protocol")
+
+    def __init__(self, kind: str, detail: str):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown bad-packet kind {kind!r}")
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{kind}: {detail}")
 
 
 class ExportError(ThacamError):

@@ -10,8 +10,8 @@ from ..controls import key_help
 from ..errors import UserError
 from ..output import SINKS
 from ..sources import SOURCES
-from .options import (add_flags, add_profile, add_weights, load_renderer, positive, profile_for,
-                      warn_if_not_conforming)
+from .options import (add_flags, add_phone, add_profile, add_weights, load_renderer, positive,
+                      profile_for, warn_if_not_conforming)
 
 __all__ = ["add_live_options", "cmd_live", "EPILOG"]
 
@@ -37,6 +37,7 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="lip sync from the microphone (DEVICE: a number or part of a name from "
                         "`thacam voice devices`; default: the system's input); with no camera, "
                         "the microphone alone drives the avatar (idle motion and lip sync)")
+    add_phone(g)
     g.add_argument("--camera-size", default=None, metavar="WxH",
                    help="capture size asked of the camera (default: the profile's, 640x480)")
     g.add_argument("--size", default=None, metavar="WxH",
@@ -86,7 +87,7 @@ def _run_live(args: argparse.Namespace) -> int:
     sinks = live_sinks(args.output or [], profile, args.fps)
     source = live_source(args.source or "webcam", profile, args.weights,
                          file_size=parse_size(args.camera_size), file_fps=args.camera_fps,
-                         mic=args.mic)
+                         mic=args.mic, phone=args.phone)
     character = load_character(profile.character.image)
     warn_if_not_conforming(character, args.weights)
     renderer = load_renderer(profile.render_settings(args.weights))

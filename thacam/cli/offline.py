@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from ..errors import PoseValueError, UserError
-from .options import (add_flags, add_profile, add_weights, load_renderer, positive, profile_for,
-                      progress_bar, render_settings, save_png, warn_if_not_conforming)
+from .options import (add_flags, add_phone, add_profile, add_weights, load_renderer, positive,
+                      profile_for, progress_bar, render_settings, save_png,
+                      warn_if_not_conforming)
 
 __all__ = ["add_pose", "add_demo", "add_track", "add_render"]
 
@@ -144,7 +145,8 @@ def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
         samples = list(audio_samples(speech, AUDIO_FPS))
         return samples, len(samples)
     if args.input is None:       # track --source
-        source = live_source(args.source, profile, args.weights)
+        source = live_source(args.source, profile, args.weights,
+                             phone=getattr(args, "phone", None))
         source.set_mirror(mirror)
         samples, total = source_samples(source, args.frames, args.seconds), None
     else:
@@ -234,6 +236,7 @@ def add_track(sub) -> None:
                    help="with --source: stop after N samples")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="with --source: stop after S seconds")
+    add_phone(p)
     p.add_argument("--out", type=Path, required=True, metavar="JSONL",
                    help='output: {"t_ms", "face", "pose": {45 names}} per line')
     p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,

@@ -20,7 +20,7 @@ from ..profile import FLAGS, Profile, apply_overrides, resolve_profile
 from ..settings import Flag, field_doc
 from ..weights import DEFAULT_WEIGHTS_DIR
 
-__all__ = ["add_common", "add_weights", "add_profile", "add_flags", "parse_rgb",
+__all__ = ["add_common", "add_weights", "add_phone", "add_profile", "add_flags", "parse_rgb",
            "progress_bar", "load_renderer", "save_png", "warn_if_not_conforming",
            "profile_for", "positive", "render_settings"]
 
@@ -35,6 +35,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_weights(p: argparse.ArgumentParser | Any, what: str = "the model files") -> None:
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR, metavar="DIR",
                    help=f"folder with {what} (default: %(default)s)")
+
+
+def add_phone(p: argparse.ArgumentParser | Any) -> None:
+    p.add_argument("--phone", default=None, metavar="IP",
+                   help="with --source ifacialmocap: the phone's address, sent the start "
+                        "handshake (as the app expects) on start and while no packets come")
 
 
 def add_profile(p: argparse.ArgumentParser | Any, set_profile: bool = True) -> None:

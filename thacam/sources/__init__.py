@@ -120,6 +120,7 @@ class SourceContext:
     file_size: tuple[int, int] | None = None
     file_fps: float | None = None
     lipsync: Any = None             # lipsync.LipSyncSettings for sources that hear (None: defaults)
+    phone: str | None = None        # --phone: the address a phone tracker gets its handshake at
 
 
 SOURCES = Registry("a face source", "--source")
@@ -140,3 +141,9 @@ SOURCES.register("webcam", "thacam.sources.webcam:WebcamFaces",
 SOURCES.register("mic", "thacam.sources.audio:MicFaces",
                  "a microphone alone (mic:DEVICE, a number or part of a name): idle motion and "
                  "lip sync, no camera", usage="mic[:DEVICE]")
+SOURCES.register("ifacialmocap", "thacam.sources.ifacialmocap:IFacialMocapFaces",
+                 "the iFacialMocap iPhone app over UDP (default port 49983; --phone IP sends it "
+                 "the start handshake)", usage="ifacialmocap[:PORT]")
+SOURCES.register("vmc", "thacam.sources.vmc:VmcFaces",
+                 "a VMC protocol sender (OSC over UDP: shapes and the head bone; default port "
+                 "39539)", usage="vmc[:PORT]")
