@@ -104,12 +104,16 @@ def send_all(source, packets: list[bytes], every: int = 16) -> None:
 
 def pose_gap(samples, faces: list[FaceObservation]) -> np.ndarray:
     """Max |difference| per pose parameter between the poses of the received samples and the
-    direct path's poses of the same faces at the same times (a fresh Retargeter each)."""
+    direct path's poses of the same faces at the same times (a fresh Retargeter each). The
+    direct faces lose their landmarks: a phone sends scores and angles only, and retarget opens
+    the mouth by the landmarks' lip gap when it has them."""
     over_udp, direct = Retargeter(), Retargeter()
     gaps = np.zeros(len(NAMES))
+    no_landmarks = np.zeros((0, 3), np.float32)
     for sample, obs in zip(samples, faces, strict=True):
         a = over_udp.update(sample.obs).values
-        b = direct.update(dataclasses.replace(obs, t_ms=sample.obs.t_ms)).values
+        b = direct.update(dataclasses.replace(obs, t_ms=sample.obs.t_ms,
+                                              landmarks=no_landmarks)).values
         gaps = np.maximum(gaps, np.abs(a - b))
     return gaps
 
