@@ -21,10 +21,11 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │   ├── OutputError
     │   │   └── SinkUnavailable         an output that may be skipped when others work
     │   │       └── VirtualCameraUnavailable
-    │   └── ObsError
-    │       ├── ObsConnectionError
-    │       ├── ObsAuthError
-    │       └── ObsRequestError         OBS refused a request (code, comment)
+    │   ├── ObsError
+    │   │   ├── ObsConnectionError
+    │   │   ├── ObsAuthError
+    │   │   └── ObsRequestError         OBS refused a request (code, comment)
+    │   └── PanelError                  the control panel cannot serve (address, port in use)
     └── ExportError                     the optional OpenVINO engine cannot run (falls back)
 
 ``SettingsError`` and ``PoseValueError`` are also ``ValueError`` s: they are raised by
@@ -40,7 +41,7 @@ __all__ = [
     "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
     "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "OutputError",
     "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
-    "ObsAuthError", "ObsRequestError", "ExportError",
+    "ObsAuthError", "ObsRequestError", "PanelError", "ExportError",
 ]
 
 
@@ -154,6 +155,11 @@ class ObsRequestError(ObsError):
         self.code = code
         self.comment = comment
         super().__init__(f"OBS refused {request} (code {code}: {comment or 'no comment'})")
+
+
+class PanelError(UserError):
+    """``--panel``: an address that is not HOST:PORT, one beyond this machine without
+    ``--panel-allow-remote``, or a port another program holds."""
 
 
 class ExportError(ThacamError):
