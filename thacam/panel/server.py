@@ -22,6 +22,7 @@ Must not import torch, cv2 or mediapipe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -96,8 +97,10 @@ class PanelServer:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        loop = self._loop
+        if loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):   # it closed meanwhile: nothing to stop
+                loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
@@ -118,6 +121,7 @@ class PanelServer:
         finally:
             self._ready.set()
             loop.close()
+            self._loop = None
 
     async def _serve(self) -> None:
         from aiohttp import web
@@ -134,11 +138,10 @@ class PanelServer:
                         web.get("/api/ws", self._websocket),
                         *[web.post(f"/api/{name}", self._post) for name in _POSTS]])
         # No access log: the first request's line carries the token.
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.address.host, self.address.port,
-                               shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.address.host, self.address.port)
             try:
                 await site.start()
             except OSError as exc:
@@ -196,7 +199,7 @@ class PanelServer:
             response = web.HTTPSeeOther("/")
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict",
                                 path="/")
-            return response
+            raise response
         return web.FileResponse(STATIC / "index.html")
 
     async def _static(self, request: Any) -> Any:
