@@ -215,7 +215,8 @@ class PanelServer:
     async def _post(self, request: Any) -> Any:
         from aiohttp import web
         try:
-            body = await request.json()
+            text = await request.text()
+            body = json.loads(text) if text.strip() else {}   # calibrate, save: no body needed
         except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "expected a JSON object"}, status=400)
         return await self._answer(_POSTS[request.path.rsplit("/", 1)[1]], body)

@@ -127,6 +127,13 @@ function applyFilter() {
 
 // -- expressions ------------------------------------------------------------------------------
 
+// The reply says what is on now: the next click must not wait for the next state push.
+function remember(d) {
+  if (!state) return;
+  if (d.on) state.expression = d.name;
+  else if (state.expression === d.name) state.expression = null;
+}
+
 function buildExpressions(list) {
   const box = $("expressions");
   box.replaceChildren();
@@ -143,14 +150,14 @@ function buildExpressions(list) {
       down = true;
       const on = e.mode === "hold" ? true : !(state && state.expression === e.name);
       b.classList.toggle("on", on);
-      post("/api/expression", { name: e.name, on }).catch(() => {});
+      post("/api/expression", { name: e.name, on }).then(remember, () => {});
     });
     const up = () => {
       if (!down) return;
       down = false;
       if (e.mode === "hold") {
         b.classList.remove("on");
-        post("/api/expression", { name: e.name, on: false }).catch(() => {});
+        post("/api/expression", { name: e.name, on: false }).then(remember, () => {});
       }
     };
     b.addEventListener("pointerup", up);
