@@ -304,3 +304,23 @@ def test_thacam_live_with_panel_prints_a_tokened_link(tmp_path, weights_dir, sam
     link = lines[0].split("control panel: ")[1]
     assert link.startswith("http://127.0.0.1:") and len(token_of(link)) >= 32
     assert token_of(link) not in run.stderr      # printed once, never logged
+
+
+@pytest.mark.parametrize("host, origin, given, remote, status", [
+    ("127.0.0.1:8765", None, "T" * 32, False, None),              # a bot: no Origin
+    ("127.0.0.1:8765", "http://127.0.0.1:8765", "T" * 32, False, None),
+    ("localhost:8765", "http://localhost:8765", "T" * 32, False, None),
+    ("[::1]:8765", "http://[::1]:8765", "T" * 32, False, None),
+    ("127.0.0.1:8765", "http://127.0.0.1:9999", "T" * 32, False, 403),   # another local app
+    ("127.0.0.1:8765", "null", "T" * 32, False, 403),              # a file:// page, a sandbox
+    ("evil.example:8765", "http://evil.example:8765", "T" * 32, False, 403),  # DNS rebinding
+    ("192.168.1.5:8765", "http://192.168.1.5:8765", "T" * 32, True, None),  # --panel-allow-remote
+    ("192.168.1.5:8765", "http://evil.example", "T" * 32, True, 403),
+    ("127.0.0.1:8765", None, None, False, 401),
+    ("127.0.0.1:8765", None, "T" * 31, False, 401),
+])
+def test_the_gate(host, origin, given, remote, status):
+    from thacam.panel.api import check_request
+    refusal = check_request(token="T" * 32, given=given, origin=origin, host=host, port=8765,
+                            allow_remote=remote)
+    assert (refusal.status if refusal else None) == status

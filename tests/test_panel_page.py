@@ -90,6 +90,11 @@ def test_the_panel_works_in_a_real_browser(tmp_path, browser):
         assert "head turn (deg)" in row.inner_text() and "(1 … 60)" in row.inner_text()
         time.sleep(2.5)                                    # a few seconds of plot
         _shot(page, tmp_path, "panel.png")
+        page.fill("#filter", "jaw_open")                   # the filter leaves only those
+        assert page.locator(".row:visible").count() == len(
+            [k for k in live_settings() if "jaw_open" in k]) == 2
+        assert page.locator("details:visible").count() == 1
+        page.fill("#filter", "")
 
         # A slider moved with the keyboard reaches the running pipeline: the pose in the API
         # state, and the frame the browser shows.

@@ -153,9 +153,10 @@ class PanelApi:
     def sample(self) -> None:
         """Take one history sample (the server calls this once a second)."""
         s = self._status()
-        self._history.append({"t": round(time.time(), 1), "fps": s.get("fps"),
-                              "latency_ms": s.get("latency_ms"),
-                              "stages_ms": s.get("stages_ms", {})})
+        with self.lock:
+            self._history.append({"t": round(time.time(), 1), "fps": s.get("fps"),
+                                  "latency_ms": s.get("latency_ms"),
+                                  "stages_ms": s.get("stages_ms", {})})
 
     def state(self) -> dict[str, Any]:
         state = self._status()
@@ -165,7 +166,7 @@ class PanelApi:
             state["expressions"] = [{"hotkey": k, "name": p.name, "mode": p.mode}
                                     for k, p in sorted(self.controls.profile.expressions.items())]
             state["unsaved"] = self.controls.dirty
-        state["history"] = list(self._history)
+            state["history"] = list(self._history)
         return state
 
     def settings(self) -> dict[str, Any]:

@@ -160,8 +160,9 @@ class PanelServer:
             await runner.cleanup()
 
     async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            self.api.sample()
+            await loop.run_in_executor(None, self.api.sample)
             await asyncio.sleep(1.0)
 
     # -- the gate and the routes

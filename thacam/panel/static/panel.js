@@ -123,6 +123,9 @@ function applyFilter() {
   for (const row of document.querySelectorAll(".row")) {
     row.hidden = q !== "" && !(row.dataset.key + " " + row.textContent).toLowerCase().includes(q);
   }
+  for (const d of document.querySelectorAll("#settings details")) {
+    d.hidden = ![...d.querySelectorAll(".row")].some((r) => !r.hidden);
+  }
 }
 
 // -- expressions ------------------------------------------------------------------------------
