@@ -324,3 +324,22 @@ def test_the_gate(host, origin, given, remote, status):
     refusal = check_request(token="T" * 32, given=given, origin=origin, host=host, port=8765,
                             allow_remote=remote)
     assert (refusal.status if refusal else None) == status
+
+
+def test_listening_beyond_this_machine_says_so(caplog):
+    from thacam.controls import Controls
+    from thacam.panel.api import PanelApi
+    from thacam.panel.server import PanelServer
+    address = parse_address("0.0.0.0:0", allow_remote=True)
+    with PanelServer(PanelApi(Controls(Profile()), dict), address) as server:
+        assert "other machines can reach it" in caplog.text
+        assert server.token not in caplog.text
+        base = f"http://127.0.0.1:{server.port}"
+        assert server.url.startswith(base + "/?token=")
+        assert request(f"{base}/api/settings", token=server.token)[0] == 200
+        # by the machine's name from elsewhere: that page is its own origin
+        host = {"Host": f"192.0.2.7:{server.port}"}
+        assert request(f"{base}/api/settings", token=server.token,
+                       headers={**host, "Origin": f"http://192.0.2.7:{server.port}"})[0] == 200
+        assert request(f"{base}/api/settings", token=server.token,
+                       headers={**host, "Origin": "http://evil.example"})[0] == 403

@@ -149,7 +149,7 @@ class PanelServer:
                     f"--panel {self.address.host}:{self.address.port}: cannot listen there "
                     f"({exc.strerror or exc}); another program (or another thacam) holds the "
                     "port: choose another with --panel 127.0.0.1:PORT") from None
-            self.port = site._server.sockets[0].getsockname()[1]  # the port 0 picked
+            self.port = runner.addresses[0][1]   # the one port 0 picked
             self._ready.set()
             sampler = asyncio.ensure_future(self._sample())
             await self._stopping.wait()
