@@ -151,7 +151,15 @@ def test_the_panel_works_in_a_real_browser(tmp_path, browser):
                 assert line in text
         assert load_profile(tmp_path / "panel_test.toml").retarget.head_y_range_deg == 60.0
         wait_for(lambda: page.inner_text("#unsaved") == "", 5, "no unsaved changes")
-        page.close()
+
+        # A tab closed while a hold preset is held lets go of it.
+        wink.scroll_into_view_if_needed()
+        box = wink.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        wait_for(lambda: getattr(run.pipeline.expression, "name", None) == "wink", 5, "wink on")
+        page.close(run_before_unload=True)
+        wait_for(lambda: run.pipeline.expression is None, 5, "wink off when the tab closed")
 
 
 class _Elsewhere(http.server.BaseHTTPRequestHandler):

@@ -163,6 +163,12 @@ function buildExpressions(list) {
         post("/api/expression", { name: e.name, on: false }).then(remember, () => {});
       }
     };
+    // A tab closed mid-hold must not leave the preset on for the rest of the stream.
+    window.addEventListener("pagehide", () => {
+      if (down && e.mode === "hold") {
+        navigator.sendBeacon("/api/expression", JSON.stringify({ name: e.name, on: false }));
+      }
+    });
     b.addEventListener("pointerup", up);
     b.addEventListener("pointercancel", up);
     b.addEventListener("lostpointercapture", up);
