@@ -161,8 +161,6 @@ class PanelApi:
     def state(self) -> dict[str, Any]:
         state = self._status()
         with self.lock:
-            active = getattr(self.controls.target, "expression", None)
-            state["expression"] = getattr(active, "name", None)
             state["expressions"] = [{"hotkey": k, "name": p.name, "mode": p.mode}
                                     for k, p in sorted(self.controls.profile.expressions.items())]
             state["unsaved"] = self.controls.dirty
