@@ -228,9 +228,10 @@ def test_a_setting_changes_the_real_models_frame(tmp_path, renderer_cpu, samples
     before = next(rgba for head_y, rgba in renders if head_y == pytest.approx(-1.0, abs=1e-3))
     after_head_y, after = renders[-1]
     assert state["pose"]["head_y"] == pytest.approx(after_head_y, abs=1e-4)
-    # The head turned back towards the front: a clear change, inside the character only.
-    changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 16
-    assert changed.mean() > 0.005 and not changed[:, :32].any()
-    # The preview is exactly the last frame (PNG is lossless), transparency kept.
+    # The head turned back towards the front: a clear change where the character is.
+    visible = (after[..., 3] > 8) | (before[..., 3] > 8)
+    changed = (np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 16) & visible
+    assert changed.mean() > 0.005
+    # The preview is exactly the last frame (PNG is lossless), its transparent background kept.
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), after)
-    assert after[0, 0, 3] == 0
+    assert (after[..., 3] < 8).mean() > 0.3
