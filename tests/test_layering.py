@@ -51,6 +51,10 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources.vmc": TORCH_CV2_MP,
     "pipeline": ("torch",),
     "offline": ("torch",),
+    "panel": TORCH_CV2_MP,
+    "panel.api": TORCH_CV2_MP,
+    "panel.preview": TORCH_CV2_MP,
+    "panel.server": TORCH_CV2_MP,        # aiohttp only when the server starts
 }
 
 

@@ -7,14 +7,17 @@ built here, in one place, the same way for the live run and the offline commands
   thresholds, smoothing, breathing, idle; offline with a fixed idle seed so files repeat);
 * :func:`live_sinks` / :func:`live_source` - ``--output`` and ``--source`` through the
   registries (checked before the model loads, so a typo fails in a second, not after 20);
-* :class:`LiveRun` - the pipeline, its controls (keys, the panel) and the OBS controller.
+* :class:`LiveRun` - the pipeline, its controls (keys, the panel) and the OBS controller; with
+  ``--panel``, the panel's server, its preview output and the state it shows.
 
 Must not import thacam.cli.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,7 +25,8 @@ from typing import Any, Callable, Sequence
 from .animation import Animator
 from .controls import Controls
 from .errors import CameraUnavailable
-from .output import FrameSink, SinkContext, create_sink, has_display
+from .output import SINKS, FrameSink, SinkContext, create_sink, has_display
+from .panel import PanelAddress
 from .pipeline import LivePipeline, LiveSettings, RunStats
 from .profile import PROFILES_DIR, Profile
 from .retarget import Retargeter
@@ -102,6 +106,7 @@ class LiveOptions:
     fps: float = 30.0
     stats_every_s: float = 5.0
     obs: bool = False
+    panel: PanelAddress | None = None    # serve the control panel there (--panel)
 
 
 class LiveRun:
@@ -113,26 +118,71 @@ class LiveRun:
 
     def __init__(self, profile: Profile, profile_path: Path | None, source: FaceSource,
                  sinks: Sequence[FrameSink], renderer: Any, options: LiveOptions = LiveOptions(),
-                 on_stats: Callable[[RunStats], None] | None = None):
+                 on_stats: Callable[[RunStats], None] | None = None,
+                 on_panel: Callable[[str], None] | None = None):
         out = profile.output
-        controllers = []
+        self.obs = None
         if options.obs:
             from .obs import ObsController
-            controllers.append(ObsController(profile.obs))
+            self.obs = ObsController(profile.obs)
         settings = LiveSettings(fps=options.fps, size=(out.width, out.height),
                                 placement=out.placement, scale=out.scale,
                                 stats_every_s=options.stats_every_s)
+        self.panel = None
+        preview = None
+        if options.panel is not None:
+            from .panel.preview import PreviewSink
+            preview = PreviewSink()
+            sinks = [*sinks, preview]
         retargeter, animator = motion_stages(profile)
         self.pipeline = LivePipeline(source, retargeter, animator, renderer, sinks, settings,
-                                     controllers=controllers, on_stats=on_stats,
-                                     on_key=self._on_key, lipsync=profile.lipsync)
+                                     controllers=[self.obs] if self.obs else [],
+                                     on_stats=on_stats, on_key=self._on_key,
+                                     lipsync=profile.lipsync)
         image = profile.character.image
         path = profile_path or PROFILES_DIR / f"{Path(image or 'character').stem}.toml"
         self.controls = Controls(profile, path, target=self.pipeline)
+        # Keys (main thread) and the panel (its own thread) act one at a time.
+        self._lock = threading.RLock()
+        self.on_panel = on_panel
+        if options.panel is not None:
+            from .panel.api import PanelApi
+            from .panel.server import PanelServer
+            self.panel = PanelServer(PanelApi(self.controls, self.status, self._lock),
+                                     options.panel, preview)
 
     def _on_key(self, event) -> str | None:
-        result = self.controls.key(event)
+        with self._lock:
+            result = self.controls.key(event)
         return result.message if result is not None else None
 
+    def status(self) -> dict[str, Any]:
+        """The run's state as the panel and its API show it (JSON-ready; no secrets)."""
+        st = self.pipeline.status()
+        return {
+            "running": st.running, "frames": st.frames, "fps": round(st.fps, 2),
+            "latency_ms": None if st.latency_ms is None else round(st.latency_ms, 1),
+            "stages_ms": {k: round(v, 2) for k, v in st.stages_ms.items()},
+            "face": st.face, "expression": st.expression,
+            "pose": st.pose.to_dict(4) if st.pose is not None else None,
+            "sources": [{"description": st.source, "connected": st.source_connected}],
+            "sinks": [{"name": _sink_name(k), "description": k.description, "open": is_open}
+                      for k, is_open in st.sinks],
+            "obs": self.obs.state if self.obs is not None else None,
+        }
+
     def run(self, frames: int | None = None) -> RunStats:
-        return self.pipeline.run(frames)
+        with contextlib.ExitStack() as stack:
+            if self.panel is not None:
+                stack.enter_context(self.panel)
+                # Printed, never logged: the link holds the token.
+                (self.on_panel or print)(self.panel.url)
+            return self.pipeline.run(frames)
+
+
+def _sink_name(sink: FrameSink) -> str:
+    """The --output name a sink was made from ("vcam", "window", "file"; "panel" for the
+    panel's preview)."""
+    target = f"{type(sink).__module__}:{type(sink).__name__}"
+    return next((name for name, e in SINKS.entries.items() if e.target == target),
+                getattr(sink, "kind", "other"))

@@ -1,4 +1,4 @@
-"""Controls: the one way to change a running thacam, from keys today and the panel next.
+"""Controls: the one way to change a running thacam, from keys and from the panel (thacam.panel).
 
 :class:`Controls` holds the run's profile and a :class:`LiveTarget` (the running pipeline's small
 public interface). Every change is an action here: calibrate, cycle a choice (eyebrow family,

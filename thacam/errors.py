@@ -22,10 +22,11 @@ traceback. Anything else is a bug and shows a traceback (exit 1).
     │   ├── OutputError
     │   │   └── SinkUnavailable         an output that may be skipped when others work
     │   │       └── VirtualCameraUnavailable
-    │   └── ObsError
-    │       ├── ObsConnectionError
-    │       ├── ObsAuthError
-    │       └── ObsRequestError         OBS refused a request (code, comment)
+    │   ├── ObsError
+    │   │   ├── ObsConnectionError
+    │   │   ├── ObsAuthError
+    │   │   └── ObsRequestError         OBS refused a request (code, comment)
+    │   └── PanelError                  the control panel cannot serve (address, port in use)
     ├── BadPacket                       a network tracker's packet that cannot be read (kind:
     │                                   malformed, truncated, oversized, wrong protocol); the
     │                                   source counts it and reads on, it never reaches the user
@@ -53,7 +54,7 @@ __all__ = [
     "ChecksumMismatch", "IncompatibleCheckpoint", "FetchError", "SettingsError", "ProfileError",
     "PoseValueError", "CaptureError", "CameraUnavailable", "SourceError", "AudioUnavailable", "OutputError",
     "SinkUnavailable", "VirtualCameraUnavailable", "ObsError", "ObsConnectionError",
-    "ObsAuthError", "ObsRequestError", "BadPacket", "ExportError", "Terminated",
+    "ObsAuthError", "ObsRequestError", "PanelError", "BadPacket", "ExportError", "Terminated",
     "os_error_message",
 ]
 
@@ -172,6 +173,11 @@ class ObsRequestError(ObsError):
         self.code = code
         self.comment = comment
         super().__init__(f"OBS refused {request} (code {code}: {comment or 'no comment'})")
+
+
+class PanelError(UserError):
+    """``--panel``: an address that is not HOST:PORT, one beyond this machine without
+    ``--panel-allow-remote``, or a port another program holds."""
 
 
 class BadPacket(ThacamError, ValueError):

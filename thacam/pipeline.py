@@ -21,12 +21,14 @@ skipped), an output that cannot open (its message, the other outputs go on).
 
 The running pipeline changes through a few thread-safe methods (``apply_settings``,
 ``calibrate``, ``press_expression``/``release_expression``, ``set_mirror``, ``stop``): that is the
-whole interface thacam.controls (keys, the panel) talks to. Key presses from the sinks go to the
-``on_key`` callback. Must not import thacam.cli, torch, or any concrete source or sink.
+whole interface thacam.controls (keys, the panel) talks to; ``status()`` is a snapshot of the
+run for any thread (the panel shows it). Key presses from the sinks go to the ``on_key``
+callback. Must not import thacam.cli, torch, or any concrete source or sink.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import signal
@@ -44,8 +46,8 @@ from .output import FrameInfo, FrameSink, KeyEvent, place
 from .pose import Pose
 from .sources import FaceSample, FaceSource
 
-__all__ = ["LiveSettings", "LivePipeline", "RunStats", "StageStats", "FrameTrace", "Tracked",
-           "STAGES"]
+__all__ = ["LiveSettings", "LivePipeline", "LiveStatus", "RunStats", "StageStats", "FrameTrace",
+           "Tracked", "STAGES"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,27 @@ class RunStats:
                if self.latency_p50_ms is not None else "latency n/a (no camera frames)")
         stages = "  ".join(f"{k} {v.mean_ms:.0f}" for k, v in self.stages.items() if v.count)
         return f"{self.fps:5.2f} fps  {lat}  |  ms: {stages}"
+
+
+@dataclass(frozen=True)
+class LiveStatus:
+    """The running pipeline right now (``LivePipeline.status()``, from any thread). Rates and
+    stage times are over the last ``STATUS_WINDOW_S`` seconds of frames."""
+
+    running: bool
+    frames: int                     # output frames so far
+    fps: float
+    latency_ms: float | None        # capture -> sinks, mean (None: no camera frame lately)
+    stages_ms: dict[str, float]     # mean per stage (track, retarget, animate, render, output)
+    face: bool                      # the newest frame was driven by a tracked face
+    source: str
+    source_connected: bool
+    sinks: tuple[tuple[FrameSink, bool], ...]   # every sink, and whether it is open
+    expression: str | None          # the expression preset on, if any
+    pose: Pose | None               # the newest frame's pose
+
+
+STATUS_WINDOW_S = 5.0
 
 
 class _Window:
@@ -308,6 +331,10 @@ class LivePipeline:
         self._in_render = False
         self._render_failed = _RateLimitedLog("rendering a frame")
         self._render_s = 0.0            # recent render time (EWMA), paces the tracking thread
+        # (t, stage ms, latency ms | None, face, pose) per recent frame, for status()
+        self._recent: collections.deque = collections.deque(maxlen=1000)
+        self._recent_lock = threading.Lock()
+        self._frames_out = 0
 
     # -- the control interface (thread-safe) ---------------------------------------------------
 
@@ -374,6 +401,27 @@ class LivePipeline:
     def mirror(self) -> bool:
         return self.source.mirror
 
+    def status(self) -> LiveStatus:
+        """A snapshot of the run for other threads (the panel): rates, stage times, face."""
+        now = time.monotonic()
+        with self._recent_lock:
+            recent = [r for r in self._recent if now - r[0] <= STATUS_WINDOW_S]
+            last = self._recent[-1] if self._recent else None
+            frames = self._frames_out
+        rows = recent or ([last] if last is not None else [])
+        stages = {k: float(np.mean([r[1][k] for r in rows if k in r[1]]))
+                  for k in STAGES if any(k in r[1] for r in rows)}
+        latencies = [r[2] for r in rows if r[2] is not None]
+        open_sinks = [id(k) for k in self._open_sinks]
+        return LiveStatus(
+            running=self._worker is not None, frames=frames, fps=len(recent) / STATUS_WINDOW_S,
+            latency_ms=float(np.mean(latencies)) if latencies else None, stages_ms=stages,
+            face=bool(last is not None and last[3]), source=self.source.description,
+            source_connected=self.source.connected,
+            sinks=tuple((k, id(k) in open_sinks) for k in self.sinks),
+            expression=getattr(self.animator.expression, "name", None),
+            pose=last[4] if last is not None else None)
+
     def notify(self, message: str) -> None:
         """Show a short message on the sinks that show text (main thread only: windows)."""
         for sink in self._open_sinks:
@@ -386,6 +434,9 @@ class LivePipeline:
         self._stop.clear()
         self._stop_reason, self._stop_t = "", None
         self._render_s = 0.0
+        with self._recent_lock:
+            self._recent.clear()
+            self._frames_out = 0
         total = _Window()
         window = _Window()
         trace: list[FrameTrace] = []
@@ -541,6 +592,14 @@ class LivePipeline:
                 sink.send(rgba, t_capture)
             t3 = now_ms()
             out += 1
+            frame_ms = {"animate": t1 - t0, "render": t2 - t1, "output": t3 - t_send}
+            if fresh:
+                frame_ms.update(track=tracked.sample.sense_ms, retarget=tracked.retarget_ms)
+            with self._recent_lock:
+                self._frames_out += 1
+                self._recent.append((time.monotonic(), frame_ms,
+                                     t_send - t_capture if fresh else None,
+                                     bool(fresh and tracked.pose is not None), pose))
             if out == 1:
                 log.info("first frame out")
                 for c in self.controllers:
@@ -548,13 +607,10 @@ class LivePipeline:
                         c.on_frames_started()
             for w in (total, window):
                 w.frames += 1
-                w.add("animate", t1 - t0)
-                w.add("render", t2 - t1)
-                w.add("output", t3 - t_send)
+                for stage, ms in frame_ms.items():
+                    w.add(stage, ms)
                 if fresh:
                     w.latency.append(t_send - t_capture)
-                    w.add("track", tracked.sample.sense_ms)
-                    w.add("retarget", tracked.retarget_ms)
             if fresh and tracked.pose is not None:
                 counts["faces"] += 1
             elif not fresh:

@@ -49,6 +49,13 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="stop after N output frames (default: run until Ctrl-C, q or Esc)")
     g.add_argument("--obs", action="store_true",
                    help="show thacam's source in OBS while frames flow (see `thacam obs setup`)")
+    g.add_argument("--panel", nargs="?", const="", default=None, metavar="HOST:PORT",
+                   help="serve the control panel (sliders, calibrate, expressions, save; a JSON "
+                        "and WebSocket API) and print its link (default 127.0.0.1:8765; the "
+                        "link holds this run's token)")
+    g.add_argument("--panel-allow-remote", action="store_true",
+                   help="let --panel listen on an address other machines reach (anyone with "
+                        "the link can then change your avatar)")
     g.add_argument("--stats-every", type=float, default=5.0, metavar="S",
                    help="print fps/latency/stage times every S seconds (0 = only at the end)")
     add_weights(g)
@@ -70,11 +77,14 @@ def _run_live(args: argparse.Namespace) -> int:
     from ..app import LiveOptions, LiveRun, live_sinks, live_source
     from ..capture import parse_size
     from ..character import load_character
+    from ..panel import parse_address
     from ..settings.codec import set_raw
 
     positive("--frames", args.frames)
     positive("--fps", args.fps)
     positive("--stats-every", args.stats_every, allow_zero=True)
+    panel = (parse_address(args.panel, args.panel_allow_remote) if args.panel is not None
+             else None)
     profile, profile_path = profile_for(args, args.character)
     for flag, text, keys in (("--camera-size", args.camera_size, ("camera.width", "camera.height")),
                              ("--size", args.size, ("output.width", "output.height"))):
@@ -101,8 +111,10 @@ def _run_live(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[dim]thacam[/dim] {stats.line()}", highlight=False)
 
     run = LiveRun(profile, profile_path, source, sinks, renderer,
-                  LiveOptions(fps=args.fps, stats_every_s=args.stats_every, obs=args.obs),
-                  on_stats=show if args.stats_every > 0 else None)
+                  LiveOptions(fps=args.fps, stats_every_s=args.stats_every, obs=args.obs,
+                              panel=panel),
+                  on_stats=show if args.stats_every > 0 else None,
+                  on_panel=lambda url: print(f"thacam: control panel: {url}", flush=True))
     _print_run_stats(run.run(args.frames))
     return 0
 
