@@ -50,6 +50,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources.ifacialmocap": TORCH_CV2_MP,
     "sources.vmc": TORCH_CV2_MP,
     "pipeline": ("torch",),
+    "runstats": TORCH_CV2_MP,
     "offline": ("torch",),
     "panel": TORCH_CV2_MP,
     "panel.api": TORCH_CV2_MP,

@@ -34,8 +34,8 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -44,6 +44,8 @@ from .errors import SinkUnavailable, Terminated
 from .lipsync import blend_mouth
 from .output import FrameInfo, FrameSink, KeyEvent, place
 from .pose import Pose
+from .runstats import (STAGES, STATUS_WINDOW_S, FrameTrace, LiveStatus, RunStats, StageStats,
+                       Window, percentile, stage_stats)
 from .sources import FaceSample, FaceSource
 
 __all__ = ["LiveSettings", "LivePipeline", "LiveStatus", "RunStats", "StageStats", "FrameTrace",
@@ -51,7 +53,6 @@ __all__ = ["LiveSettings", "LivePipeline", "LiveStatus", "RunStats", "StageStats
 
 log = logging.getLogger(__name__)
 
-STAGES = ("capture", "track", "retarget", "animate", "render", "output")
 _THREAD_NAMES = ("thacam-capture", "thacam-tracking")
 
 
@@ -92,114 +93,6 @@ class Tracked:
     @property
     def obs(self):
         return self.sample.obs
-
-
-@dataclass(frozen=True)
-class FrameTrace:
-    """One output frame, for tests and debugging (``LiveSettings.trace``)."""
-
-    out_index: int
-    frame_index: int | None         # camera frame behind it; None = idle (no fresh camera frame)
-    frame_position: int | None      # that frame's number in a video file (None for a camera)
-    t_capture_ms: float | None
-    t_send_ms: float                # right before the first sink got it
-    newest_captured: int | None     # newest camera frame index when the render started
-    newest_tracked: int | None      # newest tracked frame index when the render started
-    face: bool
-    pose: Pose                      # what was rendered
-
-
-@dataclass(frozen=True)
-class StageStats:
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    count: int
-
-
-@dataclass(frozen=True)
-class RunStats:
-    """What a run (or one stats interval of it) did. Latency = capture -> handed to the sinks."""
-
-    frames: int
-    seconds: float
-    fps: float
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    stages: dict[str, StageStats]
-    captured: int = 0               # camera frames read
-    tracked: int = 0                # camera frames tracked
-    faces: int = 0                  # output frames driven by a tracked face
-    idle_frames: int = 0            # output frames with no fresh camera frame
-    render_errors: int = 0
-    camera_losses: int = 0
-    camera_reopens: int = 0
-    stop_reason: str = ""
-    shutdown_s: float = 0.0         # from the stop request to everything closed
-    threads_left: tuple[str, ...] = ()
-    trace: tuple[FrameTrace, ...] = field(default=(), repr=False)
-
-    @property
-    def skipped_camera_frames(self) -> int:
-        """Camera frames never rendered (skipped on purpose to stay current)."""
-        return max(0, self.captured - (self.frames - self.idle_frames))
-
-    def line(self) -> str:
-        """One status line: fps, latency, per-stage ms."""
-        lat = ("latency p50 %.0f / p95 %.0f ms" % (self.latency_p50_ms, self.latency_p95_ms)
-               if self.latency_p50_ms is not None else "latency n/a (no camera frames)")
-        stages = "  ".join(f"{k} {v.mean_ms:.0f}" for k, v in self.stages.items() if v.count)
-        return f"{self.fps:5.2f} fps  {lat}  |  ms: {stages}"
-
-
-@dataclass(frozen=True)
-class LiveStatus:
-    """The running pipeline right now (``LivePipeline.status()``, from any thread). Rates and
-    stage times are over the last ``STATUS_WINDOW_S`` seconds of frames."""
-
-    running: bool
-    frames: int                     # output frames so far
-    fps: float
-    latency_ms: float | None        # capture -> sinks, mean (None: no camera frame lately)
-    stages_ms: dict[str, float]     # mean per stage (track, retarget, animate, render, output)
-    face: bool                      # the newest frame was driven by a tracked face
-    source: str
-    source_connected: bool
-    sinks: tuple[tuple[FrameSink, bool], ...]   # every sink, and whether it is open
-    expression: str | None          # the expression preset on, if any
-    pose: Pose | None               # the newest frame's pose
-
-
-STATUS_WINDOW_S = 5.0
-
-
-class _Window:
-    """Samples for one reporting interval and for the whole run."""
-
-    def __init__(self) -> None:
-        self.stage: dict[str, list[float]] = {s: [] for s in STAGES}
-        self.latency: list[float] = []
-        self.frames = 0
-        self.t0 = time.monotonic()
-
-    def add(self, stage: str, ms: float) -> None:
-        self.stage[stage].append(ms)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
-def _stage_stats(samples: Mapping[str, list[float]]) -> dict[str, StageStats]:
-    out = {}
-    for name, values in samples.items():
-        if values:
-            a = np.asarray(values)
-            out[name] = StageStats(float(a.mean()), float(np.percentile(a, 50)),
-                                   float(np.percentile(a, 95)), len(a))
-        else:
-            out[name] = StageStats(0.0, 0.0, 0.0, 0)
-    return out
 
 
 class _RateLimitedLog:
@@ -437,8 +330,8 @@ class LivePipeline:
         with self._recent_lock:
             self._recent.clear()
             self._frames_out = 0
-        total = _Window()
-        window = _Window()
+        total = Window()
+        window = Window()
         trace: list[FrameTrace] = []
         counts = {"faces": 0, "idle": 0}
         t_start = time.monotonic()
@@ -521,7 +414,7 @@ class LivePipeline:
         self._open_sinks = opened
         return opened
 
-    def _loop(self, frames: int | None, sinks: list[FrameSink], total: _Window, window: _Window,
+    def _loop(self, frames: int | None, sinks: list[FrameSink], total: Window, window: Window,
               trace: list[FrameTrace], counts: dict[str, int]) -> None:
         s = self.settings
         worker = self._worker
@@ -661,7 +554,7 @@ class LivePipeline:
                 if message:
                     self.notify(message)
 
-    def _info(self, tracked: Tracked | None, window: _Window) -> FrameInfo:
+    def _info(self, tracked: Tracked | None, window: Window) -> FrameInfo:
         elapsed = max(1e-6, time.monotonic() - window.t0)
         lat = window.latency[-1] if window.latency else None
         lines = [f"{window.frames / elapsed:.1f} fps"
@@ -685,7 +578,7 @@ class LivePipeline:
                 self._stop_reason = "error"
                 raise err
 
-    def _stats(self, w: _Window, seconds: float, counts: dict[str, int],
+    def _stats(self, w: Window, seconds: float, counts: dict[str, int],
                trace: list[FrameTrace]) -> RunStats:
         src = self.source.stats()
         worker = self._worker or self._last_worker
@@ -693,8 +586,8 @@ class LivePipeline:
         stages["capture"] = list(src.read_ms)
         return RunStats(
             frames=w.frames, seconds=seconds, fps=w.frames / seconds if seconds > 0 else 0.0,
-            latency_p50_ms=_pct(w.latency, 50), latency_p95_ms=_pct(w.latency, 95),
-            stages=_stage_stats(stages), captured=src.inputs,
+            latency_p50_ms=percentile(w.latency, 50), latency_p95_ms=percentile(w.latency, 95),
+            stages=stage_stats(stages), captured=src.inputs,
             tracked=worker.tracked if worker else 0, faces=counts.get("faces", 0),
             idle_frames=counts.get("idle", 0), render_errors=self._render_failed.count,
             camera_losses=src.losses, camera_reopens=src.reopens, trace=tuple(trace))
