@@ -48,16 +48,17 @@ class Feeder:
     """Sends numbered frames at ``fps`` from its own thread, like the render loop; records the
     longest ``send`` call."""
 
-    def __init__(self, sink: StreamSink, fps: float = 100.0, size=(W, H)):
+    def __init__(self, sink: StreamSink, fps: float = 100.0, size=(W, H), frame=None):
         self.sink, self.period, self.size = sink, 1.0 / fps, size
         self.n = 0
+        self.frame: np.ndarray | None = frame    # sent instead of numbered frames when set
         self.longest_send_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            frame = numbered(self.n, self.size)
+            frame = numbered(self.n, self.size) if self.frame is None else self.frame
             t = time.perf_counter()
             self.sink.send(frame, 0.0)
             self.longest_send_s = max(self.longest_send_s, time.perf_counter() - t)

@@ -14,6 +14,7 @@ Must not import thacam.cli.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,12 @@ class LiveRun:
         controllers = []
         if options.obs:
             from .obs import ObsController
-            controllers.append(ObsController(profile.obs))
+            obs = profile.obs
+            # The Media Source reads the port this run's stream output really serves on.
+            ports = [p for p in (getattr(s, "stream_port", None) for s in sinks) if p]
+            if ports:
+                obs = dataclasses.replace(obs, stream_port=ports[0])
+            controllers.append(ObsController(obs))
         settings = LiveSettings(fps=options.fps, size=(out.width, out.height),
                                 placement=out.placement, scale=out.scale,
                                 stats_every_s=options.stats_every_s)
