@@ -38,11 +38,6 @@ __all__ = ["StreamSink", "DEFAULT_HOST", "parse_address", "stream_url"]
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
-# OBS's demuxer probes up to 5 MB before it plays anything; the same first frame sent this many
-# times at once (1 ms apart) fills the probe, so playback starts at the newest frame, not ~5
-# frames behind it.
-_PROBE_BYTES = 5_000_000
-_MAX_PRIMING = 32
 # A reader that takes no data for this long is stuck (a frozen OBS): drop it and wait for another.
 _STALL_S = 5.0
 _POLL_S = 0.2
@@ -104,8 +99,6 @@ class StreamSink(FrameSink):
         self.host, self.port = host, port
         self.sent = self.dropped = self.connections = 0
         self.cpu_s = 0.0
-        # Copies of the first frame each reader gets at once (see _PROBE_BYTES).
-        self.priming = min(_MAX_PRIMING, -(-_PROBE_BYTES // (self.size[0] * self.size[1] * 4)) + 1)
         self._frame: np.ndarray | None = None        # the newest frame, not yet sent
         self._last: np.ndarray | None = None         # the newest frame, sent or not
         self._seq = 0                                # frames handed in so far
@@ -250,11 +243,9 @@ class StreamSink(FrameSink):
             if frame is None:
                 return None
             t0 = time.monotonic()
-            priming = self.priming
-            for i in range(priming):
-                self._mux(container, stream, frame, i)
+            self._mux(container, stream, frame, 0)
             self.sent += 1
-            last_pts = priming - 1
+            last_pts = 0
             while not self._stop:
                 if select.select([self._listener], [], [], 0)[0]:
                     newer = self._accept()
@@ -264,7 +255,7 @@ class StreamSink(FrameSink):
                 frame, seq = self._next_frame(seq)
                 if frame is None:
                     continue
-                last_pts = max(last_pts + 1, round((time.monotonic() - t0) * 1000) + priming)
+                last_pts = max(last_pts + 1, round((time.monotonic() - t0) * 1000))
                 self._mux(container, stream, frame, last_pts)
                 self.sent += 1
             return None
