@@ -99,7 +99,7 @@ def test_alpha_arrives_exactly(obs, names, keyed_frame):
             # OBS pulls a Media Source's frames only while it is on air
             session.call("SetCurrentProgramScene", {"sceneName": names["scene"]})
         with Feeder(sink, fps=10.0, size=(512, 512), frame=rgba):
-            (out,) = _wait_for(lambda: _showing(obs, names["source"], rgba), 30,
+            (out,) = _wait_for(lambda: _visible(obs, names["source"]), 30,
                                "OBS to show the streamed frame")
     finally:
         sink.close()
@@ -110,11 +110,6 @@ def test_alpha_arrives_exactly(obs, names, keyed_frame):
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
     visible = rgba[..., 3] > 0
     np.testing.assert_array_equal(out[visible, :3], rgba[visible, :3])
-
-
-def _showing(server: HeadlessOBS, source: str, rgba: np.ndarray):
-    out = screenshot(server, source, (rgba.shape[1], rgba.shape[0]))
-    return [out] if out is not None and (out[..., 3] > 0).any() else None
 
 
 # --------------------------------------------------------------------------- coming and going
@@ -165,3 +160,60 @@ def test_frames_resume_when_obs_starts_late_thacam_restarts_and_obs_is_killed(tm
             server.close()
         except ObsDied as exc:
             pytest.fail(str(exc))
+
+
+# --------------------------------------------------------------------------- the live run
+
+@pytest.mark.obs
+@pytest.mark.slow
+def test_live_run_shows_in_obs_with_alpha_through_setup_and_the_stream(obs, names, weights_dir,
+                                                                       samples_dir, faces_dir,
+                                                                       tmp_path):
+    """`thacam obs setup` then `thacam --character ... --output stream --obs`, end to end, with
+    the real model on CPU; the user puts the scene on air only after thacam started."""
+    port = free_port()
+    flags = ["--obs-port", str(obs.port), "--obs-scene", names["scene"], "--obs-source",
+             names["source"]]
+    assert cli.main(["obs", "setup", "--stream-port", str(port), *flags]) == 0
+    cmd = [sys.executable, "-m", "thacam.cli", "--character", str(samples_dir / "crypko_00.png"),
+           "--camera", str(faces_dir / "d19.mp4"), "--output", f"stream:{port}", "--obs",
+           *flags, "--weights", str(weights_dir), "--device", "cpu", "--stats-every", "0"]
+    log_path = tmp_path / "thacam.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ}, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=Path(__file__).resolve().parent.parent)
+    try:
+        def shown():
+            if proc.poll() is not None:
+                pytest.fail(f"thacam exited with rc {proc.returncode}:\n{log_path.read_text()}")
+            return _enabled(obs, names["scene"], names["source"])
+
+        _wait_for(shown, 180, "thacam's first frame to show its source in OBS")
+        with obs.client() as c:
+            c.send("SetCurrentProgramScene", {"sceneName": names["scene"]})     # on air
+        try:
+            (out,) = _wait_for(lambda: shown() and _visible(obs, names["source"]), 120,
+                               "OBS to show thacam's frames")
+        except BaseException:
+            print(log_path.read_text(), "\n--- OBS:\n", obs.log_tail(60))
+            raise
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        text = log_path.read_text()
+    assert rc == 0, text
+    assert _enabled(obs, names["scene"], names["source"]) is False, text
+    assert _filters(obs, names["source"]) == []
+    alpha = out[..., 3]
+    assert alpha[:8, :8].max() == 0 and alpha[-8:, -8:].max() == 0     # transparent corners
+    assert (alpha == 255).mean() > 0.08                                  # the opaque body
+    assert ((alpha > 0) & (alpha < 255)).sum() > 500                     # soft edges stay soft
+    assert "alpha stream:" in text and "frames sent" in text
+
+
+def _visible(server: HeadlessOBS, source: str):
+    out = screenshot(server, source, (512, 512))
+    return [out] if out is not None and (out[..., 3] == 255).any() else None

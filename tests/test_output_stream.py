@@ -166,8 +166,9 @@ def test_a_slow_reader_costs_dropped_frames_not_latency_or_blocking():
     finally:
         sink.close()
     assert sink.dropped > 80                            # ~9 of every 10 frames
-    # Frames in flight (thacam's send buffer, the frame being written, the reader's 1 MB receive
-    # buffer) times 10 frames a read; as many after 3 s as at the start.
+    # A lag of k reads' worth (10 frames a read) is k frames in flight: about one in thacam's
+    # send buffer, the one being written, two in the reader's 1 MB receive buffer (doubled by
+    # Linux), a partial one in its demuxer. As many after 3 s as at the start.
     lags = lags[3:]
-    assert max(lags) <= 50 and max(lags[-5:]) <= max(lags[:5]) + 2, lags
+    assert max(lags) <= 80 and max(lags[-6:]) <= max(lags[:6]) + 5, lags
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
 
 from .errors import ObsAuthError, ObsConnectionError, ObsError, ObsRequestError
-from .obs_media import MEDIA_KIND, media_input
+from .obs_media import MEDIA_KIND, media_input, reopen_stream
 from .settings import PASSWORD_ENV, Settings, setting
 
 __all__ = [
@@ -83,11 +83,9 @@ class ObsSettings(Settings):
     source: str = setting("thacam-avatar", help="name of thacam's camera source in OBS",
                           flag="--obs-source", metavar="NAME")
     filter: str = setting("thacam-chroma", help="name of the chroma key filter on that source")
-    via: Literal["auto", "stream", "vcam"] = setting(
-        "auto", flag="--obs-via", help="the source thacam sets up: stream = a Media Source "
-        "reading --output stream (real alpha, no driver, no key); vcam = the virtual camera with "
-        "a chroma key (when Zoom or Discord need the camera too); auto = the one thacam set up "
-        "before, else stream")
+    via: Literal["auto", "stream", "vcam"] = setting("auto", flag="--obs-via", help="thacam's "
+        "source: stream = a Media Source reading --output stream (real alpha, no key); vcam = the "
+        "virtual camera + chroma key (Zoom, Discord); auto = the one set up before, else stream")
     switch_scene: bool = setting(
         False, help="switch OBS's program scene to `scene` when frames start")
     timeout_s: float = setting(3.0, 0.1, 60.0, help="seconds to wait for OBS on each request")
@@ -337,10 +335,9 @@ def wanted_input(settings: ObsSettings, existing_kind: str | None = None
     """The input kind and settings for settings.via; ``auto`` keeps ``existing_kind`` (the kind
     of thacam's source already in OBS) and is otherwise the Media Source."""
     camera = camera_input(settings)
-    via = settings.via
-    if via == "auto":
-        via = "vcam" if existing_kind == camera[0] else "stream"
-    return camera if via == "vcam" else media_input(settings.stream_port)
+    if settings.via == "vcam" or (settings.via == "auto" and existing_kind == camera[0]):
+        return camera
+    return media_input(settings.stream_port)
 
 
 def _ensure_scene(session: ObsSession, settings: ObsSettings, actions: list[str]) -> None:
@@ -593,6 +590,7 @@ class ObsController:
         s = self.settings
         session: ObsSession | None = None
         item_id: int | None = None
+        reopen = False                      # a Media Source to open again once frames flow
         wanted: bool | None = None          # visibility thacam wants; None = not decided yet
         applied: bool | None = None         # what this connection has already sent
         switched = False
@@ -606,7 +604,8 @@ class ObsController:
                     and time.monotonic() >= next_try:
                 try:
                     session = self._factory(s)
-                    item_id = ensure_setup(session, s).scene_item_id
+                    setup = ensure_setup(session, s)
+                    item_id, reopen = setup.scene_item_id, setup.kind == MEDIA_KIND
                     applied, switched = None, False
                     self._state = "connected"
                     if outage or ever_connected:
@@ -634,6 +633,9 @@ class ObsController:
                                                              "sceneItemId": item_id,
                                                              "sceneItemEnabled": wanted})
                         applied = wanted
+                    if wanted and reopen:
+                        session.call(*reopen_stream(s.source, s.stream_port))
+                        reopen = False
                     if wanted and s.switch_scene and not switched:
                         session.call("SetCurrentProgramScene", {"sceneName": s.scene})
                         switched = True

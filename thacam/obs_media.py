@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MEDIA_KIND", "media_input", "stream_input_url"]
+__all__ = ["MEDIA_KIND", "media_input", "stream_input_url", "reopen_stream"]
 
 MEDIA_KIND = "ffmpeg_source"
 
@@ -37,3 +37,14 @@ def media_input(port: int) -> tuple[str, dict[str, Any]]:
         "clear_on_media_end": False,
         "hw_decode": False,              # raw video: nothing to decode
     }
+
+
+def reopen_stream(source: str, port: int) -> tuple[str, dict[str, Any]]:
+    """The request that makes OBS open the stream again, for when thacam starts serving it.
+
+    OBS 29 gives up on a Media Source that failed to connect while it was off air (the scene not
+    on program): its reader thread ends and neither reconnecting nor coming on air starts it
+    again. Setting its input anew does.
+    """
+    return "SetInputSettings", {"inputName": source, "overlay": True,
+                                "inputSettings": {"input": stream_input_url(port)}}
