@@ -633,12 +633,12 @@ class ObsController:
                                                              "sceneItemId": item_id,
                                                              "sceneItemEnabled": wanted})
                         applied = wanted
-                    if wanted and reopen:
-                        session.call(*reopen_stream(s.source, s.stream_port))
-                        reopen = False
                     if wanted and s.switch_scene and not switched:
                         session.call("SetCurrentProgramScene", {"sceneName": s.scene})
                         switched = True
+                    if wanted and reopen:
+                        session.call(*reopen_stream(s.source, s.stream_port))
+                        reopen = False
                 except ObsConnectionError as exc:
                     session = self._lost(session, exc)
                     outage, next_try = True, time.monotonic() + delay
