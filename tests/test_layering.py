@@ -39,10 +39,12 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "tracking": TORCH_CV2_MP,            # mediapipe only when a tracker is made
     "capture": ("torch", "mediapipe"),
     "obs": TORCH_CV2_MP,
+    "obs_media": NOTHING_HEAVY,
     "profile": TORCH_CV2_MP,
     "controls": TORCH_CV2_MP,
     "render": ("torch",),                # the package: RenderSettings, not the engine
     "output": ("torch",),
+    "output.stream": TORCH_CV2_MP,       # PyAV only once a reader connects
     "sources": ("torch",),
     "lipsync": TORCH_CV2_MP + ("sounddevice", "av"),
     "sources.audio": TORCH_CV2_MP + ("sounddevice", "av"),   # both only when a mic/file opens

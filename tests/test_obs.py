@@ -185,9 +185,9 @@ class EnableEvents:
 # --------------------------------------------------------------------------- setup / status
 
 @pytest.mark.obs
-def test_setup_command_creates_one_keyed_source_and_is_idempotent(obs, names, capsys):
-    args = ["obs", "setup", "--scene", names["scene"], "--obs-port", str(obs.port),
-            "--key-color", "10,200,30"]
+def test_setup_command_via_vcam_creates_one_keyed_source_and_is_idempotent(obs, names, capsys):
+    args = ["obs", "setup", "--via", "vcam", "--scene", names["scene"], "--obs-port",
+            str(obs.port), "--key-color", "10,200,30"]
     assert cli.main(args) == 0
     items = _items(obs, names["scene"], "thacam-avatar")
     assert len(items) == 1
@@ -207,6 +207,8 @@ def test_setup_command_creates_one_keyed_source_and_is_idempotent(obs, names, ca
 
     assert cli.main(args) == 0                          # again: nothing to do
     assert "nothing changed" in capsys.readouterr().out
+    assert cli.main(args[:2] + args[4:]) == 0          # auto keeps the source thacam set up
+    assert "nothing changed" in capsys.readouterr().out
     assert len(_items(obs, names["scene"], "thacam-avatar")) == 1
     assert len(_filters(obs, "thacam-avatar")) == 1
 
@@ -222,7 +224,8 @@ def test_setup_keys_the_profiles_background_colour(obs, names, tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text(f'[output]\nbackground = [255, 0, 255]\n\n[obs]\nscene = "{names["scene"]}"\n'
                        f'source = "{names["source"]}"\n')
-    assert cli.main(["obs", "setup", "--profile", str(profile), "--obs-port", str(obs.port)]) == 0
+    assert cli.main(["obs", "setup", "--via", "vcam", "--profile", str(profile), "--obs-port",
+                     str(obs.port)]) == 0
     assert len(_items(obs, names["scene"], names["source"])) == 1
     (key,) = _filters(obs, names["source"])
     assert key["filterSettings"]["key_color"] == 0xFF00FF
@@ -230,7 +233,7 @@ def test_setup_keys_the_profiles_background_colour(obs, names, tmp_path):
 
 @pytest.mark.obs
 def test_setup_places_source_and_follows_profile_changes(obs, names):
-    settings = _settings(obs, names, position=(32.0, 16.0), scale=0.5)
+    settings = _settings(obs, names, position=(32.0, 16.0), scale=0.5, via="vcam")
     with ObsSession(settings) as session:
         first = ensure_setup(session, settings)
         assert first.changed
@@ -258,7 +261,8 @@ def test_foreign_source_with_the_same_name_is_left_alone(obs, names, capsys, kin
         c.send("CreateInput", {"sceneName": names["scene"], "inputName": "thacam-avatar",
                                "inputKind": kind, "inputSettings": {}, "sceneItemEnabled": True})
         before = c.send("GetInputSettings", {"inputName": "thacam-avatar"}, raw=True)
-    rc = cli.main(["obs", "setup", "--scene", names["scene"], "--obs-port", str(obs.port)])
+    rc = cli.main(["obs", "setup", "--via", "vcam", "--scene", names["scene"], "--obs-port",
+                   str(obs.port)])
     err = capsys.readouterr().err
     assert rc == 2
     assert "'thacam-avatar' that thacam did not create" in err and "Rename or remove" in err
@@ -380,7 +384,7 @@ def test_obs_absent_then_killed_costs_one_warning_each_and_reconnects(tmp_path, 
     server = HeadlessOBS(tmp_path, password=secrets.token_urlsafe(12))
     monkeypatch.setenv(PASSWORD_ENV, server.password)
     settings = ObsSettings(port=server.port, timeout_s=3.0, reconnect_initial_s=0.2,
-                           reconnect_max_s=1.0, poll_s=0.2)
+                           reconnect_max_s=1.0, poll_s=0.2, via="vcam")
 
     def warnings() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -138,8 +138,9 @@ def test_outputs_come_from_the_registry_and_unknown_names_list_the_valid_ones(tm
     assert isinstance(create_sink(str(tmp_path / "frames") + "/", ctx), VideoFileSink)
     with pytest.raises(UserError) as info:
         create_sink("vcm", ctx)
-    assert str(info.value) == ("--output vcm: not an output; choose one of vcam, window, or give "
-                               "a file name (.mp4, .webm, .mov) or a folder (frames/)")
+    assert str(info.value) == ("--output vcm: not an output; choose one of vcam, window, "
+                               "stream[:PORT], or give a file name (.mp4, .webm, .mov) or a "
+                               "folder (frames/)")
     saved = SINKS.snapshot()
     try:
         SINKS.register("null", f"{__name__}:_Null", "discards frames", usage="null[:ARG]")

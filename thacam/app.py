@@ -16,6 +16,7 @@ Must not import thacam.cli.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -124,7 +125,12 @@ class LiveRun:
         self.obs = None
         if options.obs:
             from .obs import ObsController
-            self.obs = ObsController(profile.obs)
+            obs = profile.obs
+            # The Media Source reads the port this run's stream output really serves on.
+            ports = [p for p in (getattr(s, "stream_port", None) for s in sinks) if p]
+            if ports:
+                obs = dataclasses.replace(obs, stream_port=ports[0])
+            self.obs = ObsController(obs)
         settings = LiveSettings(fps=options.fps, size=(out.width, out.height),
                                 placement=out.placement, scale=out.scale,
                                 stats_every_s=options.stats_every_s)

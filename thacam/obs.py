@@ -1,4 +1,6 @@
-"""OBS stage: put thacam's virtual camera into an OBS scene, keyed, and show/hide it live.
+"""OBS stage: put thacam's source into an OBS scene and show/hide it live. The source is a Media
+Source reading thacam's alpha stream (``--output stream``, see obs_media.py) or the virtual camera
+with a chroma key (``--via vcam``, for when thacam also feeds Zoom or Discord).
 
 Talks to OBS Studio through obs-websocket 5 (obsws-python, imported lazily so thacam runs without
 it). Three layers:
@@ -32,15 +34,17 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 from .errors import ObsAuthError, ObsConnectionError, ObsError, ObsRequestError
+from .obs_media import MEDIA_KIND, media_input, reopen_stream
 from .settings import PASSWORD_ENV, Settings, setting
 
 __all__ = [
     "ObsSettings", "ObsSession", "ObsVersion", "ObsRequestError", "SetupResult", "ObsStatus",
     "ObsController", "ensure_setup", "ensure_chroma_filter", "read_status", "camera_input", "chroma_settings",
-    "PASSWORD_ENV", "MARKER_KEY", "MARKER_VALUE", "CHROMA_FILTER_KIND",
+    "PASSWORD_ENV", "MARKER_KEY", "MARKER_VALUE", "CHROMA_FILTER_KIND", "MEDIA_KIND",
+    "wanted_input",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,8 @@ SETUP_REQUESTS = frozenset({
     "GetVersion", "GetSceneList", "CreateScene", "GetInputList", "GetInputKindList",
     "GetInputSettings", "SetInputSettings", "CreateInput", "GetSceneItemList", "CreateSceneItem",
     "GetSceneItemTransform", "SetSceneItemTransform", "GetSourceFilterList", "CreateSourceFilter",
-    "SetSourceFilterSettings", "SetSourceFilterEnabled", "SetSceneItemEnabled",
+    "SetSourceFilterSettings", "SetSourceFilterEnabled", "SetSceneItemEnabled", "RemoveInput",
+    "SetInputName",
 })
 # OBS error codes (obs-websocket RequestStatus) that setup turns into plain-language errors.
 _RESOURCE_NOT_FOUND = 600
@@ -78,6 +83,9 @@ class ObsSettings(Settings):
     source: str = setting("thacam-avatar", help="name of thacam's camera source in OBS",
                           flag="--obs-source", metavar="NAME")
     filter: str = setting("thacam-chroma", help="name of the chroma key filter on that source")
+    via: Literal["auto", "stream", "vcam"] = setting("auto", flag="--obs-via", help="thacam's "
+        "source: stream = a Media Source reading --output stream (real alpha, no key); vcam = the "
+        "virtual camera + chroma key (Zoom, Discord); auto = the one set up before, else stream")
     switch_scene: bool = setting(
         False, help="switch OBS's program scene to `scene` when frames start")
     timeout_s: float = setting(3.0, 0.1, 60.0, help="seconds to wait for OBS on each request")
@@ -101,6 +109,8 @@ class ObsSettings(Settings):
         profile=False)
     device: str = setting("", help="virtual camera device OBS reads (Linux: /dev/videoN); empty = "
                           "the first v4l2loopback device, else /dev/video0", profile=False)
+    stream_port: int = setting(45450, 1, 65535, help="port of thacam's alpha stream the Media "
+                               "Source reads: the output's stream_port", profile=False)
 
     def check(self) -> None:
         for name in ("scene", "source", "filter"):
@@ -300,6 +310,7 @@ class ObsSession:
 class SetupResult:
     scene_item_id: int
     actions: tuple[str, ...]        # what was changed; empty when OBS already matched
+    kind: str = MEDIA_KIND          # the input kind of thacam's source
 
     @property
     def changed(self) -> bool:
@@ -313,8 +324,9 @@ def _foreign(settings: ObsSettings, what: str) -> ObsError:
         "source (profile [obs] source)")
 
 
-def _check_ours(session: ObsSession, settings: ObsSettings, kind: str) -> dict[str, Any]:
-    """Raise unless the input named settings.source is thacam's; return its settings."""
+def _check_ours(session: ObsSession, settings: ObsSettings,
+                kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """Raise unless the input named settings.source is thacam's; return its kind and settings."""
     try:
         got = session.call("GetInputSettings", {"inputName": settings.source})
     except ObsRequestError as exc:
@@ -323,9 +335,19 @@ def _check_ours(session: ObsSession, settings: ObsSettings, kind: str) -> dict[s
         raise
     actual = got.get("inputKind")
     current = got.get("inputSettings") or {}
-    if actual != kind or current.get(MARKER_KEY) != MARKER_VALUE:
+    if actual not in kinds or current.get(MARKER_KEY) != MARKER_VALUE:
         raise _foreign(settings, f"a {actual or 'source'} source")
-    return current
+    return actual, current
+
+
+def wanted_input(settings: ObsSettings, existing_kind: str | None = None
+                 ) -> tuple[str, dict[str, Any]]:
+    """The input kind and settings for settings.via; ``auto`` keeps ``existing_kind`` (the kind
+    of thacam's source already in OBS) and is otherwise the Media Source."""
+    camera = camera_input(settings)
+    if settings.via == "vcam" or (settings.via == "auto" and existing_kind == camera[0]):
+        return camera
+    return media_input(settings.stream_port)
 
 
 def _ensure_scene(session: ObsSession, settings: ObsSettings, actions: list[str]) -> None:
@@ -342,32 +364,46 @@ def _ensure_scene(session: ObsSession, settings: ObsSettings, actions: list[str]
     actions.append(f"created scene {settings.scene!r}")
 
 
-def _ensure_input(session: ObsSession, settings: ObsSettings, actions: list[str]) -> int | None:
-    """Create or check thacam's input; returns the new scene item id when it created one."""
-    kind, wanted = camera_input(settings)
+def _ensure_input(session: ObsSession, settings: ObsSettings,
+                  actions: list[str]) -> tuple[str, int | None]:
+    """Create or check thacam's input; returns its kind and the new scene item id when it
+    created one. thacam's own source of the other kind (``--via`` changed) is replaced."""
     inputs = {i["inputName"]: i for i in session.call("GetInputList").get("inputs", [])}
-    if settings.source not in inputs:
+    existing = inputs.get(settings.source)
+    kind, wanted = wanted_input(settings, existing and existing.get("inputKind"))
+    current: dict[str, Any] = {}
+    if existing is not None:
+        actual, current = _check_ours(session, settings, (camera_input(settings)[0], MEDIA_KIND))
+        if actual != kind:
+            # OBS cannot change a source's kind: remove thacam's old one, with its filters. OBS
+            # frees the name only once the removed source is released: rename it first.
+            old = f"{settings.source} (removed by thacam {time.time_ns():x})"
+            session.call("SetInputName", {"inputName": settings.source, "newInputName": old})
+            session.call("RemoveInput", {"inputName": old})
+            actions.append(f"removed {actual} source {settings.source!r}")
+            existing = None
+    if existing is None:
         scenes = {s["sceneName"] for s in session.call("GetSceneList").get("scenes", [])}
         if settings.source in scenes:
             raise _foreign(settings, "a scene")
         kinds = set(session.call("GetInputKindList", {"unversioned": False}).get("inputKinds", []))
         if kind not in kinds:
-            raise ObsError(f"this OBS has no {kind} source kind, so it cannot show the virtual "
-                           "camera; install OBS's camera capture plugin for this system")
+            raise ObsError(f"this OBS has no {kind} source kind, so it cannot show thacam; "
+                           + ("use `thacam obs setup --via vcam`" if kind == MEDIA_KIND else
+                              "install OBS's camera capture plugin for this system"))
         created = session.call("CreateInput", {
             "sceneName": settings.scene, "inputName": settings.source, "inputKind": kind,
             "inputSettings": {**wanted, MARKER_KEY: MARKER_VALUE},
             # Hidden until frames flow: the live run shows it (ObsController.on_frames_started).
             "sceneItemEnabled": False})
         actions.append(f"created {kind} source {settings.source!r}")
-        return int(created["sceneItemId"])
-    current = _check_ours(session, settings, kind)
+        return kind, int(created["sceneItemId"])
     stale = {k: v for k, v in wanted.items() if current.get(k) != v}
     if stale:
         session.call("SetInputSettings", {"inputName": settings.source, "inputSettings": stale,
                                           "overlay": True})
         actions.append(f"set {', '.join(sorted(stale))} of {settings.source!r}")
-    return None
+    return kind, None
 
 
 def _ensure_item(session: ObsSession, settings: ObsSettings, actions: list[str]) -> int:
@@ -429,7 +465,8 @@ def ensure_chroma_filter(session: ObsSession, settings: ObsSettings,
 
 
 def ensure_setup(session: ObsSession, settings: ObsSettings) -> SetupResult:
-    """Make OBS hold thacam's keyed camera source in ``settings.scene``; change only what differs.
+    """Make OBS hold thacam's source (``settings.via``) in ``settings.scene``; change only what
+    differs.
 
     Raises:
         ObsError: OBS lacks a needed request or source kind, or a source or filter of thacam's
@@ -439,14 +476,15 @@ def ensure_setup(session: ObsSession, settings: ObsSettings) -> SetupResult:
     session.version.require(SETUP_REQUESTS)
     actions: list[str] = []
     _ensure_scene(session, settings, actions)
-    item_id = _ensure_input(session, settings, actions)
+    kind, item_id = _ensure_input(session, settings, actions)
     if item_id is None:
         item_id = _ensure_item(session, settings, actions)
     _ensure_transform(session, settings, item_id, actions)
-    ensure_chroma_filter(session, settings, actions)
+    if kind != MEDIA_KIND:      # the stream carries its own alpha: no key to pull
+        ensure_chroma_filter(session, settings, actions)
     for a in actions:
         log.debug("obs setup: %s", a)
-    return SetupResult(item_id, tuple(actions))
+    return SetupResult(item_id, tuple(actions), kind)
 
 
 # ----------------------------------------------------------------------------------- status
@@ -562,6 +600,7 @@ class ObsController:
         s = self.settings
         session: ObsSession | None = None
         item_id: int | None = None
+        reopen = False                      # a Media Source to open again once frames flow
         wanted: bool | None = None          # visibility thacam wants; None = not decided yet
         applied: bool | None = None         # what this connection has already sent
         switched = False
@@ -575,7 +614,8 @@ class ObsController:
                     and time.monotonic() >= next_try:
                 try:
                     session = self._factory(s)
-                    item_id = ensure_setup(session, s).scene_item_id
+                    setup = ensure_setup(session, s)
+                    item_id, reopen = setup.scene_item_id, setup.kind == MEDIA_KIND
                     applied, switched = None, False
                     self._state = "connected"
                     if outage or ever_connected:
@@ -606,6 +646,9 @@ class ObsController:
                     if wanted and s.switch_scene and not switched:
                         session.call("SetCurrentProgramScene", {"sceneName": s.scene})
                         switched = True
+                    if wanted and reopen:
+                        session.call(*reopen_stream(s.source, s.stream_port))
+                        reopen = False
                 except ObsConnectionError as exc:
                     session = self._lost(session, exc)
                     outage, next_try = True, time.monotonic() + delay

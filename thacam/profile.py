@@ -53,8 +53,9 @@ PROFILES_DIR = Path(os.environ.get("THACAM_PROFILES", REPO_ROOT / "profiles"))
 DEFAULT_PROFILE = REPO_ROOT / "profiles" / "default.toml"
 HOTKEYS = tuple("123456789")
 # Keys that are not settings of their own: OBS keys out the colour thacam paints and reads the
-# device thacam writes, so both always equal the [output] values.
-DERIVED = {"obs.key_color": "output.background", "obs.device": "output.device"}
+# device (or stream port) thacam writes, so they always equal the [output] values.
+DERIVED = {"obs.key_color": "output.background", "obs.device": "output.device",
+           "obs.stream_port": "output.stream_port"}
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,11 @@ class Profile(Settings):
 
     def check(self) -> None:
         out = self.output
-        if self.obs.key_color != out.background or self.obs.device != out.device:
+        if (self.obs.key_color, self.obs.device, self.obs.stream_port) != (
+                tuple(out.background), out.device, out.stream_port):
             object.__setattr__(self, "obs", dataclasses.replace(
-                self.obs, key_color=tuple(out.background), device=out.device))
+                self.obs, key_color=tuple(out.background), device=out.device,
+                stream_port=out.stream_port))
 
     def render_settings(self, weights_dir: Path | None = None) -> RenderSettings:
         """The renderer's settings ([model], plus the weights folder from the command line)."""

@@ -106,7 +106,8 @@ def add_prepare(sub) -> None:
 # ---------------------------------------------------------------------------------------- obs
 # thacam's OBS settings are the profile's [obs] (its key colour = [output] background), with the
 # same flags as the live run over them; --scene and --key-color are the short names here.
-_OBS_ALIASES = {"obs.scene": ["--scene"], "output.background": ["--key-color"]}
+_OBS_ALIASES = {"obs.scene": ["--scene"], "output.background": ["--key-color"],
+                "obs.via": ["--via"]}
 
 
 def _obs_settings(args: argparse.Namespace):
@@ -116,23 +117,26 @@ def _obs_settings(args: argparse.Namespace):
 
 
 def cmd_obs_setup(args: argparse.Namespace) -> int:
-    from ..obs import ObsSession, ensure_setup
+    from ..obs import MEDIA_KIND, ObsSession, ensure_setup
     settings = _obs_settings(args)
     with ObsSession(settings) as session:
         result = ensure_setup(session, settings)
     for action in result.actions:
         print(f"  {action}")
+    what = (f"a Media Source reading thacam's alpha stream on port {settings.stream_port} (run "
+            "thacam with --output stream)" if result.kind == MEDIA_KIND else
+            f"the virtual camera with chroma key {settings.filter!r}")
     if result.changed:
-        print(f"OBS scene {settings.scene!r} now holds {settings.source!r} with chroma key "
-              f"{settings.filter!r} (hidden until `thacam --obs` sends frames)")
+        print(f"OBS scene {settings.scene!r} now holds {settings.source!r}, {what} (hidden "
+              "until `thacam --obs` sends frames)")
     else:
-        print(f"OBS already set up: scene {settings.scene!r} holds {settings.source!r} with "
-              f"chroma key {settings.filter!r}; nothing changed")
+        print(f"OBS already set up: scene {settings.scene!r} holds {settings.source!r}, {what}; "
+              "nothing changed")
     return 0
 
 
 def cmd_obs_status(args: argparse.Namespace) -> int:
-    from ..obs import ObsSession, read_status
+    from ..obs import MEDIA_KIND, ObsSession, read_status
     settings = _obs_settings(args)
     with ObsSession(settings) as session:
         st = read_status(session, settings)
@@ -149,22 +153,25 @@ def cmd_obs_status(args: argparse.Namespace) -> int:
                    + (f", {'shown' if st.source_enabled else 'hidden'} in the scene"
                       if st.source_in_scene else ", not in the scene") + ")")
     print(f"source {settings.source!r}: {source}")
-    key = f" (key colour {','.join(map(str, st.key_color))})" if st.key_color else ""
-    print(f"filter {settings.filter!r}: {yes(st.filter_exists)}{key}")
-    if not (st.source_in_scene and st.source_is_thacam and st.filter_exists):
-        print("run `thacam obs setup` to add thacam's source and chroma key")
+    keyed = st.source_kind != MEDIA_KIND      # the stream's Media Source needs no key
+    if keyed:
+        key = f" (key colour {','.join(map(str, st.key_color))})" if st.key_color else ""
+        print(f"filter {settings.filter!r}: {yes(st.filter_exists)}{key}")
+    if not (st.source_in_scene and st.source_is_thacam and (st.filter_exists or not keyed)):
+        print("run `thacam obs setup` to add thacam's source")
     return 0
 
 
 def add_obs(sub) -> None:
     p = sub.add_parser("obs", help="put thacam's camera into an OBS scene (obs-websocket 5)")
     osub = p.add_subparsers(dest="obs_command", metavar="ACTION", required=True)
-    s = osub.add_parser("setup", help="add thacam's keyed camera source to a scene (idempotent)")
+    s = osub.add_parser("setup", help="add thacam's source to a scene (idempotent): a Media "
+                        "Source reading --output stream, or --via vcam: the camera + chroma key")
     st = osub.add_parser("status", help="OBS version, current scene, whether thacam's source "
                          "is there")
     s.set_defaults(func=cmd_obs_setup)
     st.set_defaults(func=cmd_obs_status)
-    for q, keys in ((s, ["obs.", "output.background"]), (st, ["obs."])):
+    for q, keys in ((s, ["obs.", "output.background", "output.stream_port"]), (st, ["obs."])):
         g = q.add_argument_group("OBS (password: environment variable THACAM_OBS_PASSWORD)")
         add_flags(g, keys, aliases=_OBS_ALIASES)
         add_profile_option(g, set_profile=False)

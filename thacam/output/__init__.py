@@ -58,6 +58,10 @@ class OutputSettings(Settings):
     device: str = setting(
         "", flag="--vcam-device", metavar="DEVICE",
         help="Virtual camera device (e.g. /dev/video10); empty = the backend's first free one.")
+    stream_port: int = setting(
+        45450, 1, 65535, flag="--stream-port", metavar="PORT",
+        help="TCP port of --output stream on 127.0.0.1 (OBS's Media Source reads "
+        "tcp://127.0.0.1:PORT); --output stream:PORT overrides it for one run.")
 
 
 # --------------------------------------------------------------------------- the interface
@@ -170,6 +174,9 @@ SINKS.register("vcam", "thacam.output.vcam:VirtualCamSink",
               "--background, RGBA where the backend takes it)")
 SINKS.register("window", "thacam.output.preview:PreviewSink",
               "a preview window with the camera view, status and tuning keys")
+SINKS.register("stream", "thacam.output.stream:StreamSink",
+              "live frames with real alpha on a local TCP port for OBS's Media Source (NUT raw "
+              "RGBA; `thacam obs setup` adds the source)", usage="stream[:PORT]")
 SINKS.register("file", "thacam.output.video:VideoFileSink",
               "a video (.mp4 over --background; .webm/.mov keep alpha) or a folder of PNGs",
               usage="FILE")
