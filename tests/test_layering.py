@@ -44,6 +44,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources": ("torch",),
     "pipeline": ("torch",),
     "offline": ("torch",),
+    "output.threaded": TORCH_CV2_MP,
 }
 
 

@@ -23,7 +23,7 @@ from thacam.model import Poser
 from thacam.model.fast import BACKENDS, StagedPoser
 from thacam.render import RenderSettings
 from thacam.render import BACKENDS as RENDER_BACKENDS
-from thacam.render.engine import Renderer, to_rgba8
+from thacam.render.engine import PendingFrames, Renderer, to_rgba8, to_rgba8_async
 
 TOL = 1e-4  # float32 PyTorch paths against each other, [-1,1] units
 
@@ -145,6 +145,24 @@ def test_to_rgba8_known_values():
     # Channels land in the last axis, pixels keep their place.
     rgba = torch.stack([torch.full((2, 3), v) for v in (1.0, -1.0, -1.0, 1.0)]).unsqueeze(0)
     assert to_rgba8(rgba)[0, 1, 2].tolist() == [255, 0, 0, 255]
+
+
+def test_frames_reach_the_host_contiguous_and_wait_for_their_copy_once():
+    out = torch.rand(3, 4, 5, 6) * 2 - 1
+    pending = to_rgba8_async(out)
+    frames = pending.result()
+    assert frames.shape == (3, 5, 6, 4) and frames.flags.c_contiguous
+    assert np.array_equal(frames, to_rgba8(out))
+
+    class Event:                     # stands in for the CUDA event of a queued copy
+        waits = 0
+
+        def synchronize(self):
+            Event.waits += 1
+    late = PendingFrames(torch.zeros(1, 2, 2, 4, dtype=torch.uint8), Event())
+    late.result()
+    late.result()
+    assert Event.waits == 1
 
 
 def test_render_settings_are_checked_and_agree_with_the_engine():

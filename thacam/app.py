@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from .animation import Animator
 from .controls import Controls
 from .output import FrameSink, SinkContext, create_sink, has_display
+from .output.threaded import SinkThread
 from .pipeline import LivePipeline, LiveSettings, RunStats
 from .profile import PROFILES_DIR, Profile
 from .retarget import Retargeter
@@ -59,7 +60,10 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
         outputs = ["vcam"] + (["window"] if has_display() else [])
         if "window" not in outputs:
             log.info("no display: no preview window (add --output FILE to see the frames)")
-    return [create_sink(spec, ctx) for spec in outputs]
+    # Encoders on their own threads, newest frame wins: a slow disk costs recorded frames, never
+    # latency (the pipeline already renders only the newest face).
+    return [SinkThread(sink, newest_wins=True) if sink.encodes else sink
+            for sink in (create_sink(spec, ctx) for spec in outputs)]
 
 
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,

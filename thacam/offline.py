@@ -171,30 +171,43 @@ def poses_fps(frames: list[PoseFrame]) -> float:
 
 
 def render_poses(poses: Iterable[PoseFrame], renderer: Any, sink: Any, batch: int = 1,
-                 on_frame: Callable[[int], None] | None = None) -> int:
-    """Render poses ``batch`` at a time (Renderer.render_batch) into ``sink``, in order.
+                 on_frame: Callable[[int, Any], None] | None = None) -> int:
+    """Render poses ``batch`` at a time into ``sink``, in order; ``on_frame(n, rgba)`` hears of
+    each frame sent (n counts from 1).
 
-    Returns the number of frames written.
+    Batch k+1 is queued (Renderer.render_batch_async) before batch k's frames are waited for
+    and sent, so on a GPU the model works while the host encodes; a sink on its own thread
+    (thacam.output.threaded.SinkThread) gives the same overlap on a CPU. Returns the number of
+    frames written.
     """
     batch = max(1, int(batch))
     buf: list[PoseFrame] = []
     written = 0
+    queued: tuple[list[PoseFrame], Any] | None = None
 
-    def flush() -> None:
+    def send(frames: list[PoseFrame], pending: Any) -> None:
         nonlocal written
-        if not buf:
-            return
-        images = renderer.render_batch([p.pose for p in buf])
-        for p, rgba in zip(buf, images):
+        for p, rgba in zip(frames, pending.result()):
             sink.send(rgba, p.t_ms)
             written += 1
             if on_frame is not None:
-                on_frame(written)
+                on_frame(written, rgba)
+
+    def flush() -> None:
+        nonlocal queued
+        if not buf:
+            return
+        launched = (list(buf), renderer.render_batch_async([p.pose for p in buf]))
         buf.clear()
+        if queued is not None:
+            send(*queued)
+        queued = launched
 
     for p in poses:
         buf.append(p)
         if len(buf) >= batch:
             flush()
     flush()
+    if queued is not None:
+        send(*queued)
     return written
