@@ -177,8 +177,6 @@ def test_render_settings_are_checked_and_agree_with_the_engine():
 # The export traces the stages with torch.jit, which warns about every shape check it freezes.
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_openvino_engine_agrees_with_torch(poser, poses, plain, tmp_path):
-    pytest.importorskip("openvino", reason="the optional openvino package is not installed "
-                        "(pip install openvino)")
     from thacam.model.openvino import OpenVinoRunner
     staged = StagedPoser(poser, fused=True)
     staged.runner = OpenVinoRunner(staged.modules, cache_dir=tmp_path)
