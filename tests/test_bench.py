@@ -215,3 +215,17 @@ def test_openvino_backend_psnr(setup):
         out = staged(poses[k])
         assert psnr(out, plain[k]) >= 40.0, k
         assert (out - plain[k]).abs().max().item() < 0.05, k
+
+
+def test_the_table_shows_model_and_pipeline_per_batch():
+    from thacam.bench import BenchResult, format_results
+    r = BenchResult(device="cpu", precision="float32", backend="openvino", thacam_ms=500.0,
+                    thacam_min_ms=480.0, reference_ms=None, reference_min_ms=None, ratio=None,
+                    brows_held_ms=400.0, brows_held_ratio=None, per_network_ms={},
+                    peak_mem_mb=1.0, reference_peak_mem_mb=None, accuracy={},
+                    batch_fps={"1": 2.0}, frames=1, threads=2,
+                    pipeline=[{"batch": 1, "fps": 1.5, "model_fps": 2.0},
+                              {"batch": 4, "fps": 1.9, "model_fps": 2.0}])
+    text = format_results([r])
+    assert "batch   1  model     2.00  pipeline     1.50  (75%)" in text
+    assert "batch   4  model     2.00  pipeline     1.90  (95%)" in text

@@ -57,7 +57,7 @@ def test_offline_keeps_every_frame_in_order_and_blocks_when_the_queue_is_full():
     blocked.join(10)
     sink.close()
     assert inner.got == [0, 1, 2, 3] and inner.closed and sink.dropped == 0
-    assert inner.threads == {"sink output"}
+    assert inner.threads == {"thacam-sink output"}
 
 
 def test_live_newest_wins_one_slot():

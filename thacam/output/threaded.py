@@ -8,8 +8,9 @@
 The wrapped sink is opened on the caller's thread (an output that cannot open fails where it was
 asked for), then fed and closed on the worker, in order. An error there stops the worker and is
 raised again from the next ``send`` or from ``close`` (the wrapped sink aborted: no half-written
-file); ``abort`` drops whatever is still queued and aborts the wrapped sink. Not a registered output: the composition
-root (or an offline loop) wraps the sinks it builds. Must not import torch.
+file); ``abort`` drops whatever is still queued and aborts the wrapped sink. Not a registered
+output: the composition root (or an offline command) wraps the sinks it builds. Must not import
+torch.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class SinkThread(FrameSink):
 
     def open(self) -> "SinkThread":
         self.sink.open()
-        self._thread = threading.Thread(target=self._work, name=f"sink {self.description}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._work, daemon=True,
+                                        name=f"thacam-sink {self.description}")
         self._thread.start()
         return self
 
