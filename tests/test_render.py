@@ -160,9 +160,10 @@ def test_frames_reach_the_host_contiguous_and_wait_for_their_copy_once():
         def synchronize(self):
             Event.waits += 1
     late = PendingFrames(torch.zeros(1, 2, 2, 4, dtype=torch.uint8), Event())
+    assert late.in_flight and not pending.in_flight
     late.result()
     late.result()
-    assert Event.waits == 1
+    assert Event.waits == 1 and not late.in_flight
 
 
 def test_render_settings_are_checked_and_agree_with_the_engine():

@@ -175,10 +175,11 @@ def render_poses(poses: Iterable[PoseFrame], renderer: Any, sink: Any, batch: in
     """Render poses ``batch`` at a time into ``sink``, in order; ``on_frame(n, rgba)`` hears of
     each frame sent (n counts from 1).
 
-    Batch k+1 is queued (Renderer.render_batch_async) before batch k's frames are waited for
-    and sent, so on a GPU the model works while the host encodes; a sink on its own thread
-    (thacam.output.threaded.SinkThread) gives the same overlap on a CPU. Returns the number of
-    frames written.
+    Where frames are still on their way (a GPU: ``in_flight``), batch k+1 is queued
+    (Renderer.render_batch_async) before batch k's frames are waited for and sent, so the model
+    works while the host encodes; on a CPU each batch is sent as soon as it is rendered, and a
+    sink on its own thread (thacam.output.threaded.SinkThread) gives the overlap. Returns the
+    number of frames written.
     """
     batch = max(1, int(batch))
     buf: list[PoseFrame] = []
@@ -197,11 +198,15 @@ def render_poses(poses: Iterable[PoseFrame], renderer: Any, sink: Any, batch: in
         nonlocal queued
         if not buf:
             return
-        launched = (list(buf), renderer.render_batch_async([p.pose for p in buf]))
+        frames, pending = list(buf), renderer.render_batch_async([p.pose for p in buf])
         buf.clear()
         if queued is not None:
             send(*queued)
-        queued = launched
+            queued = None
+        if pending.in_flight:
+            queued = (frames, pending)
+        else:                   # nothing to overlap: holding it back would only delay it
+            send(frames, pending)
 
     for p in poses:
         buf.append(p)

@@ -69,6 +69,11 @@ class PendingFrames:
         self._host = host
         self._ready = ready
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether the frames may still be on their way (``result()`` would wait)."""
+        return self._ready is not None
+
     def result(self) -> np.ndarray:
         """(N,H,W,4) uint8, C-contiguous (it owns the pinned buffer, which is never reused
         while the array lives)."""
