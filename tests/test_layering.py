@@ -58,6 +58,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "panel.api": TORCH_CV2_MP,
     "panel.preview": TORCH_CV2_MP,
     "panel.server": TORCH_CV2_MP,        # aiohttp only when the server starts
+    "output.threaded": TORCH_CV2_MP,
 }
 
 

@@ -80,6 +80,18 @@ def test_folder_of_pngs_and_abort_leaves_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".b*"))
 
 
+def test_composite_is_exact_for_every_colour_and_alpha_in_both_channel_orders():
+    # Every (value, alpha) pair, one per pixel, over three backgrounds: round(mix / 255) exactly.
+    c, a = np.meshgrid(np.arange(256), np.arange(256))
+    f = np.stack([c, 255 - c, c // 2, a], axis=-1).astype(np.uint8)
+    for bg in ((0, 255, 0), (255, 0, 77), (13, 128, 255)):
+        rgb = composite(f, bg)
+        mix = f[..., :3].astype(np.int64) * a[..., None] + np.array(bg) * (255 - a[..., None])
+        assert np.array_equal(rgb, np.floor(mix / 255 + 0.5).astype(np.uint8)), bg
+        assert np.array_equal(composite(f, bg, bgr=True), rgb[..., ::-1])
+    assert rgb.dtype == np.uint8 and rgb.shape == (256, 256, 3)
+
+
 def test_composite_and_frame_checks(tmp_path):
     f = np.zeros((2, 2, 4), np.uint8)
     f[0, 0] = (100, 100, 100, 128)

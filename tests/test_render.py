@@ -23,7 +23,7 @@ from thacam.model import Poser
 from thacam.model.fast import BACKENDS, StagedPoser
 from thacam.render import RenderSettings
 from thacam.render import BACKENDS as RENDER_BACKENDS
-from thacam.render.engine import Renderer, to_rgba8
+from thacam.render.engine import PendingFrames, Renderer, to_rgba8, to_rgba8_async
 
 TOL = 1e-4  # float32 PyTorch paths against each other, [-1,1] units
 
@@ -147,6 +147,25 @@ def test_to_rgba8_known_values():
     assert to_rgba8(rgba)[0, 1, 2].tolist() == [255, 0, 0, 255]
 
 
+def test_frames_reach_the_host_contiguous_and_wait_for_their_copy_once():
+    out = torch.rand(3, 4, 5, 6) * 2 - 1
+    pending = to_rgba8_async(out)
+    frames = pending.result()
+    assert frames.shape == (3, 5, 6, 4) and frames.flags.c_contiguous
+    assert np.array_equal(frames, to_rgba8(out))
+
+    class Event:                     # stands in for the CUDA event of a queued copy
+        waits = 0
+
+        def synchronize(self):
+            Event.waits += 1
+    late = PendingFrames(torch.zeros(1, 2, 2, 4, dtype=torch.uint8), Event())
+    assert late.in_flight and not pending.in_flight
+    late.result()
+    late.result()
+    assert Event.waits == 1 and not late.in_flight
+
+
 def test_render_settings_are_checked_and_agree_with_the_engine():
     assert RenderSettings().backend == "auto"
     assert set(RENDER_BACKENDS) == set(BACKENDS)
@@ -159,8 +178,6 @@ def test_render_settings_are_checked_and_agree_with_the_engine():
 # The export traces the stages with torch.jit, which warns about every shape check it freezes.
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_openvino_engine_agrees_with_torch(poser, poses, plain, tmp_path):
-    pytest.importorskip("openvino", reason="the optional openvino package is not installed "
-                        "(pip install openvino)")
     from thacam.model.openvino import OpenVinoRunner
     staged = StagedPoser(poser, fused=True)
     staged.runner = OpenVinoRunner(staged.modules, cache_dir=tmp_path)

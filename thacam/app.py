@@ -27,6 +27,7 @@ from .animation import Animator
 from .controls import Controls
 from .errors import CameraUnavailable
 from .output import SINKS, FrameSink, SinkContext, create_sink, has_display
+from .output.threaded import SinkThread
 from .panel import PanelAddress
 from .pipeline import LivePipeline, LiveSettings, RunStats
 from .profile import PROFILES_DIR, Profile
@@ -65,7 +66,10 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
         outputs = ["vcam"] + (["window"] if has_display() else [])
         if "window" not in outputs:
             log.info("no display: no preview window (add --output FILE to see the frames)")
-    return [create_sink(spec, ctx) for spec in outputs]
+    # Encoders on their own threads, newest frame wins: a slow disk costs recorded frames, never
+    # latency (the pipeline already renders only the newest face).
+    return [SinkThread(sink, newest_wins=True) if sink.encodes else sink
+            for sink in (create_sink(spec, ctx) for spec in outputs)]
 
 
 def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,

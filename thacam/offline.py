@@ -177,30 +177,48 @@ def poses_fps(frames: list[PoseFrame]) -> float:
 
 
 def render_poses(poses: Iterable[PoseFrame], renderer: Any, sink: Any, batch: int = 1,
-                 on_frame: Callable[[int], None] | None = None) -> int:
-    """Render poses ``batch`` at a time (Renderer.render_batch) into ``sink``, in order.
+                 on_frame: Callable[[int, Any], None] | None = None) -> int:
+    """Render poses ``batch`` at a time into ``sink``, in order; ``on_frame(n, rgba)`` hears of
+    each frame sent (n counts from 1).
 
-    Returns the number of frames written.
+    Where frames are still on their way (a GPU: ``in_flight``), batch k+1 is queued
+    (Renderer.render_batch_async) before batch k's frames are waited for and sent, so the model
+    works while the host encodes; on a CPU each batch is sent as soon as it is rendered, and a
+    sink on its own thread (thacam.output.threaded.SinkThread) gives the overlap. Returns the
+    number of frames written.
     """
     batch = max(1, int(batch))
     buf: list[PoseFrame] = []
     written = 0
+    queued: tuple[list[PoseFrame], Any] | None = None
 
-    def flush() -> None:
+    def send(frames: list[PoseFrame], pending: Any) -> None:
         nonlocal written
-        if not buf:
-            return
-        images = renderer.render_batch([p.pose for p in buf])
-        for p, rgba in zip(buf, images):
+        for p, rgba in zip(frames, pending.result()):
             sink.send(rgba, p.t_ms)
             written += 1
             if on_frame is not None:
-                on_frame(written)
+                on_frame(written, rgba)
+
+    def flush() -> None:
+        nonlocal queued
+        if not buf:
+            return
+        frames, pending = list(buf), renderer.render_batch_async([p.pose for p in buf])
         buf.clear()
+        if queued is not None:
+            send(*queued)
+            queued = None
+        if pending.in_flight:
+            queued = (frames, pending)
+        else:                   # nothing to overlap: holding it back would only delay it
+            send(frames, pending)
 
     for p in poses:
         buf.append(p)
         if len(buf) >= batch:
             flush()
     flush()
+    if queued is not None:
+        send(*queued)
     return written

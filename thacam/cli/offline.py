@@ -77,32 +77,39 @@ def add_pose(sub) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .. import demo
     from ..character import load_character
+    from ..offline import PoseFrame, render_poses
+    from ..output.threaded import SinkThread
     from ..output.video import VideoFileSink
     from ..weights import sample_path
 
     positive("--seconds", args.seconds)
     positive("--fps", args.fps)
     character = load_character(args.character or sample_path(args.weights))
-    sink = VideoFileSink(args.out)        # a place it cannot write fails before the model loads
+    video = VideoFileSink(args.out)       # a place it cannot write fails before the model loads
     renderer = load_renderer(render_settings(args))
     renderer.set_character(character)
-    seconds, fps = demo.default_length(renderer.device.type != "cpu")
+    gpu = renderer.device.type != "cpu"
+    seconds, fps = demo.default_length(gpu)
     seconds = args.seconds or seconds
-    sink.fps = fps = args.fps or fps
+    video.fps = fps = args.fps or fps
     n = max(1, round(seconds * fps))
     sheet_every = max(1, n // 8)
     picks = []
     log.info("demo: %d frames (%.1f s at %d fps) of %s, %s", n, seconds, fps, character.name,
              renderer.description)
+
+    def frame_done(done: int, rgba) -> None:
+        if (done - 1) % sheet_every == 0 and len(picks) < 8:
+            picks.append(rgba)
+        bar.advance(task)
+
+    poses = (PoseFrame(i * 1000.0 / fps, True, demo.scripted_pose(i / fps, seconds))
+             for i in range(n))
+    batch = demo.default_batch(gpu)
     t0 = time.perf_counter()
-    with sink, progress_bar() as bar:
+    with SinkThread(video, depth=2 * batch) as sink, progress_bar() as bar:
         task = bar.add_task("rendering demo", total=n)
-        for i in range(n):
-            frame = renderer.render(demo.scripted_pose(i / fps, seconds))
-            sink.send(frame, time.monotonic() * 1000.0)
-            if i % sheet_every == 0 and len(picks) < 8:
-                picks.append(frame)
-            bar.advance(task)
+        render_poses(poses, renderer, sink, batch, on_frame=frame_done)
     sheet_path = args.out.with_suffix(".png") if args.out.suffix else args.out / "contact.png"
     save_png(sheet_path, demo.contact_sheet(picks))
     elapsed = time.perf_counter() - t0
@@ -255,6 +262,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ..app import motion_stages
     from ..character import load_character
     from ..offline import poses_fps, read_poses, render_poses, track
+    from ..output.threaded import SinkThread
     from ..output.video import VideoFileSink
 
     positive("--batch", args.batch)
@@ -262,7 +270,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     profile, _, mirror = _offline_profile(args, args.character)
     # The output first: a place it cannot write fails before the inputs are read or the model
     # loads.
-    sink = VideoFileSink(args.out, background=profile.output.background)
+    video = VideoFileSink(args.out, background=profile.output.background)
     sound = _sound_path(args)
     character = load_character(args.character)
     if args.poses is not None:
@@ -274,12 +282,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         from ..capture.opencv import video_info
         total, file_fps = video_info(args.input)
         fps, name = args.fps or file_fps, args.input.name
-    sink.fps = fps
+    video.fps = fps
     renderer = load_renderer(profile.render_settings(args.weights))
     renderer.set_character(character)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(sink)
+        # Encoding on its own thread, at most two batches behind: nothing dropped, memory bounded.
+        sink = stack.enter_context(SinkThread(video, depth=2 * args.batch))
         if args.poses is None:
             samples, _ = _face_samples(args, profile, mirror, stack)
             retargeter, animator = motion_stages(profile, offline=True)
@@ -288,9 +297,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         bar = stack.enter_context(progress_bar())
         task = bar.add_task(f"rendering {name}", total=total or None)
         n = render_poses(frames, renderer, sink, args.batch,
-                         on_frame=lambda done: bar.update(task, completed=done))
+                         on_frame=lambda done, _: bar.update(task, completed=done))
     elapsed = time.perf_counter() - t0
-    if sound is not None and n and sink.kind != "folder":
+    if sound is not None and n and video.kind != "folder":
         from ..output.soundtrack import add_sound
         add_sound(args.out, sound)
     elif sound is not None and n:

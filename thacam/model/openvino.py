@@ -1,9 +1,9 @@
 """The OpenVINO engine: THA3's per-frame stages (model/stages.py) as OpenVINO graphs for the CPU.
 
 OpenVINO runs THA3's float32 graph 3-5x faster than eager PyTorch on an AVX2 CPU (its depthwise
-convolutions and normalisations are fused and blocked for the cache). The export is optional:
-``openvino`` is not a hard dependency, and when it is missing or anything fails thacam falls
-back to PyTorch with one warning per process.
+convolutions and normalisations are fused and blocked for the cache). ``openvino`` is installed
+by default where it ships wheels; when it is missing or anything fails thacam falls back to
+PyTorch with one warning per process.
 
 The exported graphs are built once per machine (a tracing conversion takes a minute or two) and
 kept under ``~/.cache/thacam/openvino/<key>/``, where the key covers the weights' bytes, the

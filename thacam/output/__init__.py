@@ -98,6 +98,9 @@ class FrameSink:
 
     description = "output"
     wants_info = False
+    # send() encodes or writes files: the live run gives such a sink a thread of its own
+    # (thacam.output.threaded), so the render loop never waits for the disk.
+    encodes = False
 
     @classmethod
     def from_spec(cls, arg: str | None, ctx: "SinkContext") -> "FrameSink":
@@ -194,12 +197,24 @@ def check_frame(rgba: np.ndarray, size: tuple[int, int] | None) -> tuple[int, in
     return w, h
 
 
-def composite(rgba: np.ndarray, background: tuple[int, int, int] = CHROMA_GREEN) -> np.ndarray:
-    """Straight-alpha RGBA over a solid colour -> RGB uint8 (the one place alpha is flattened)."""
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    bg = np.asarray(background, np.float32)
-    rgb = rgba[..., :3].astype(np.float32) * a + bg * (1.0 - a)
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+def composite(rgba: np.ndarray, background: tuple[int, int, int] = CHROMA_GREEN,
+              bgr: bool = False) -> np.ndarray:
+    """Straight-alpha RGBA over a solid colour -> RGB uint8 (the one place alpha is flattened).
+
+    ``bgr``: channels in OpenCV's order, so writers need no colour conversion afterwards.
+    Exact: each channel is round((c * a + bg * (255 - a)) / 255).
+    """
+    # Integer maths in uint16 (255 * 255 + 255 fits): float32 took 16-50 ms a 512x512 frame on
+    # a 2-core VM, a GPU's whole budget several times over; this takes a third of that.
+    a = rgba[..., 3:4].astype(np.uint16)
+    rgb = rgba[..., 2::-1] if bgr else rgba[..., :3]
+    bg = np.asarray(background[::-1] if bgr else background, np.uint16)
+    x = rgb * a
+    x += (255 - a) * bg
+    x += 128
+    x += x >> 8         # (x + 128 + ((x + 128) >> 8)) >> 8 == round(x / 255) for x <= 65280
+    x >>= 8
+    return x.astype(np.uint8)
 
 
 def place(rgba: np.ndarray, size: tuple[int, int], placement: str = "center",

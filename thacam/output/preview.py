@@ -82,7 +82,7 @@ class PreviewSink(FrameSink):
 
     def compose(self, rgba: np.ndarray) -> np.ndarray:
         """The BGR image the window shows for this avatar frame."""
-        avatar = cv2.cvtColor(composite(rgba, self.background), cv2.COLOR_RGB2BGR)
+        avatar = composite(rgba, self.background, bgr=True)
         panels = [avatar]
         info = self._info
         if self.show_camera and info.camera_rgb is not None:

@@ -63,6 +63,8 @@ class VideoFileSink(FrameSink):
     for a place it cannot write to.
     """
 
+    encodes = True
+
     def __init__(self, path: Path | str, fps: float = 30.0,
                  background: tuple[int, int, int] = CHROMA_GREEN):
         self.path = Path(path)
@@ -129,7 +131,7 @@ class VideoFileSink(FrameSink):
             self._size = (w, h)
             self._open(w, h)
         if self.kind == "opencv":
-            self._writer.write(cv2.cvtColor(composite(rgba, self.background), cv2.COLOR_RGB2BGR))
+            self._writer.write(composite(rgba, self.background, bgr=True))
         elif self.kind == "alpha":
             try:
                 self._proc.stdin.write(np.ascontiguousarray(rgba).tobytes())

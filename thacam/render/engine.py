@@ -23,7 +23,8 @@ from ..model.fast import StagedPoser
 from ..pose import Pose
 from . import DEVICES, PRECISIONS, RenderSettings
 
-__all__ = ["Renderer", "resolve_device", "resolve_precision", "to_rgba8"]
+__all__ = ["Renderer", "PendingFrames", "resolve_device", "resolve_precision", "to_rgba8",
+           "to_rgba8_async"]
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,57 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return torch.float16 if name == "half" else torch.float32
 
 
-def to_rgba8(out: torch.Tensor) -> np.ndarray:
-    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha."""
+class PendingFrames:
+    """Frames on their way to the host; ``result()`` waits for them.
+
+    On CUDA the copy into pinned host memory was only queued behind the model's kernels, so the
+    caller can queue the next batch before waiting for this one (the GPU never idles while the
+    host encodes). Elsewhere the frames are already there.
+    """
+
+    def __init__(self, host: torch.Tensor, ready: "torch.cuda.Event | None" = None):
+        self._host = host
+        self._ready = ready
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether the frames may still be on their way (``result()`` would wait)."""
+        return self._ready is not None
+
+    def result(self) -> np.ndarray:
+        """(N,H,W,4) uint8, C-contiguous (it owns the pinned buffer, which is never reused
+        while the array lives)."""
+        if self._ready is not None:
+            self._ready.synchronize()
+            self._ready = None
+        return self._host.numpy()
+
+
+def to_rgba8_async(out: torch.Tensor) -> PendingFrames:
+    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha, on the host.
+
+    The conversion runs where the model ran; one copy a batch crosses to the host, of a
+    contiguous uint8 tensor (a quarter of float32's bytes).
+    """
     x = ((out.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
     rgb = x[:, :3]
     rgb = torch.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * rgb.pow(1.0 / 2.4) - 0.055)
     x = torch.cat([rgb, x[:, 3:4]], dim=1)
-    return torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    frames = torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    if frames.device.type == "cuda":
+        # Pinned memory from PyTorch's caching host allocator: a non_blocking copy from it is a
+        # real DMA that does not stall the stream, and freed buffers are reused, not reallocated.
+        host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(frames, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return PendingFrames(host, ready)
+    return PendingFrames(frames.cpu())
+
+
+def to_rgba8(out: torch.Tensor) -> np.ndarray:
+    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha."""
+    return to_rgba8_async(out).result()
 
 
 class Renderer:
@@ -123,6 +168,11 @@ class Renderer:
 
     def render_batch(self, poses: Sequence[Pose]) -> np.ndarray:
         """(N,512,512,4) uint8 for N poses in one batch."""
+        return self.render_batch_async(poses).result()
+
+    def render_batch_async(self, poses: Sequence[Pose]) -> PendingFrames:
+        """N poses in one batch, queued: on a GPU this returns before the frames are done, so
+        the next batch can be queued behind them (offline rendering)."""
         if self.character is None:
             raise RuntimeError("set_character() first")
-        return to_rgba8(self.render_tensor(poses))
+        return to_rgba8_async(self.render_tensor(poses))
