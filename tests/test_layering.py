@@ -39,6 +39,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "tracking": TORCH_CV2_MP,            # mediapipe only when a tracker is made
     "capture": ("torch", "mediapipe"),
     "obs": TORCH_CV2_MP,
+    "obs_camera": TORCH_CV2_MP,
     "obs_media": NOTHING_HEAVY,
     "profile": TORCH_CV2_MP,
     "controls": TORCH_CV2_MP,

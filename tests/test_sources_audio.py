@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -147,6 +148,11 @@ class MouthRenderer:
             frame[..., 3] = 255
             out.append(frame)
         return out
+
+    def render_batch_async(self, poses):
+        # Renderer.render_batch_async's shape: frames already on the host (as on a CPU).
+        frames = np.stack(self.render_batch(poses))
+        return SimpleNamespace(in_flight=False, result=lambda: frames)
 
 
 def _decode(path):

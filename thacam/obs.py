@@ -25,11 +25,9 @@ Must not import torch, cv2, mediapipe, the pipeline or the CLI.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
-import platform
 import queue
 import threading
 import time
@@ -37,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
 
 from .errors import ObsAuthError, ObsConnectionError, ObsError, ObsRequestError
+from .obs_camera import CHROMA_FILTER_KIND, camera_input, chroma_settings
 from .obs_media import MEDIA_KIND, media_input, reopen_stream
 from .settings import PASSWORD_ENV, Settings, setting
 
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 # Written into the input's settings (OBS keeps unknown keys): how thacam recognises its own source.
 MARKER_KEY = "thacam"
 MARKER_VALUE = "managed by thacam (thacam obs setup)"
-CHROMA_FILTER_KIND = "chroma_key_filter_v2"
 # Every request setup and the controller need; all exist since obs-websocket 5.0 (OBS 28).
 SETUP_REQUESTS = frozenset({
     "GetVersion", "GetSceneList", "CreateScene", "GetInputList", "GetInputKindList",
@@ -123,50 +121,6 @@ class ObsSettings(Settings):
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-# --------------------------------------------------------------------------- platform / settings
-
-def _find_v4l2loopback() -> str:
-    """The first v4l2loopback device (the one pyvirtualcam picks), else /dev/video0."""
-    devices = []
-    for path in glob.glob("/sys/devices/virtual/video4linux/video*"):
-        try:
-            devices.append(int(os.path.basename(path)[len("video"):]))
-        except ValueError:
-            continue
-    return f"/dev/video{min(devices)}" if devices else "/dev/video0"
-
-
-def camera_input(settings: ObsSettings, system: str | None = None) -> tuple[str, dict[str, Any]]:
-    """OBS input kind and settings that show thacam's virtual camera on this OS.
-
-    The one place thacam branches on the platform for OBS. Windows and macOS name the camera
-    pyvirtualcam drives there ("OBS Virtual Camera"); ``settings.device`` overrides it.
-    """
-    system = system or platform.system()
-    if system == "Linux":
-        return "v4l2_input", {"device_id": settings.device or _find_v4l2loopback()}
-    if system == "Windows":
-        # dshow matches "name:path" ids by name when the path part is empty.
-        return "dshow_input", {"video_device_id": f"{settings.device or 'OBS Virtual Camera'}:"}
-    if system == "Darwin":
-        return "av_capture_input", {"device_name": settings.device or "OBS Virtual Camera"}
-    raise ObsError(f"thacam does not know OBS's camera source on {system}; add the virtual "
-                   "camera to OBS by hand (Sources > + > Video Capture Device)")
-
-
-def _obs_color(rgb: tuple[int, int, int]) -> int:
-    # OBS stores colours as 0xAABBGGRR with red in the low byte (checked on OBS 29 with a blue key).
-    r, g, b = (int(c) for c in rgb)
-    return r | (g << 8) | (b << 16)
-
-
-def chroma_settings(settings: ObsSettings) -> dict[str, Any]:
-    """Settings of the chroma key filter (kind :data:`CHROMA_FILTER_KIND`) for this profile."""
-    return {"key_color_type": "custom", "key_color": _obs_color(settings.key_color),
-            "similarity": settings.similarity, "smoothness": settings.smoothness,
-            "spill": settings.spill}
 
 
 # -------------------------------------------------------------------------------- connection
