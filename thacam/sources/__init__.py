@@ -137,7 +137,7 @@ def create_source(spec: str, ctx: SourceContext) -> FaceSource:
 
 # The face sources thacam has. A new one: a module with a FaceSource subclass, and one line here.
 SOURCES.register("webcam", "thacam.sources.webcam:WebcamFaces",
-                "the camera (--camera: an index, a device or a video file) tracked by MediaPipe")
+                 "the camera (--camera: an index, a device or a video file) tracked by MediaPipe")
 SOURCES.register("mic", "thacam.sources.audio:MicFaces",
                  "a microphone alone (mic:DEVICE, a number or part of a name): idle motion and "
                  "lip sync, no camera", usage="mic[:DEVICE]")
