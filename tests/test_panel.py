@@ -25,7 +25,7 @@ from thacam import settings as S
 from thacam.errors import PanelError, ProfileError
 from thacam.panel import DEFAULT_PORT, PanelAddress, parse_address
 from thacam.panel.api import live_settings
-from thacam.panel.preview import PreviewSink
+from thacam.panel.preview import PanelPreview
 from thacam.profile import Profile, load_profile
 
 from panel_fixtures import (YAW, base_of, live_panel, request, token_of, wait_for,
@@ -241,7 +241,7 @@ def test_the_websocket_speaks_the_same_commands_and_pushes_state_and_preview(tmp
 
 
 def test_the_preview_keeps_the_newest_frame_at_its_rate_and_alpha_survives():
-    sink = PreviewSink(fps=20).open()
+    sink = PanelPreview(fps=20).open()
     try:
         t0 = time.monotonic()
         sent = 200

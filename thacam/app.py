@@ -141,8 +141,8 @@ class LiveRun:
         self.panel = None
         preview = None
         if options.panel is not None:
-            from .panel.preview import PreviewSink
-            preview = PreviewSink()
+            from .panel.preview import PanelPreview
+            preview = PanelPreview()
             sinks = [*sinks, preview]
         retargeter, animator = motion_stages(profile)
         self.pipeline = LivePipeline(source, retargeter, animator, renderer, sinks, settings,

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/benchmarks/panel.py [--seconds 5] [--render-ms 20]
 
-1. PreviewSink.send() on the render thread: a frame skipped by the throttle, a frame kept
+1. PanelPreview.send() on the render thread: a frame skipped by the throttle, a frame kept
    (copied), and the PNG encode that runs on the preview thread instead.
 2. The live loop with a stand-in renderer that takes --render-ms (a GPU-like frame time): fps and
    the "output" stage with no panel, with the panel, and with the panel and a browser-like
@@ -26,7 +26,7 @@ from thacam.app import LiveOptions, LiveRun  # noqa: E402
 from thacam.capture import now_ms  # noqa: E402
 from thacam.output import FrameSink  # noqa: E402
 from thacam.panel import PanelAddress  # noqa: E402
-from thacam.panel.preview import PreviewSink, encode_png  # noqa: E402
+from thacam.panel.preview import PanelPreview, encode_png  # noqa: E402
 from thacam.profile import Profile  # noqa: E402
 from thacam.sources import FaceSample, FaceSource  # noqa: E402
 from thacam.tracking import Blendshapes, FaceObservation  # noqa: E402
@@ -79,7 +79,7 @@ def _ms(f, n: int) -> float:
 def bench_send() -> None:
     for w, h in ((512, 512), (1920, 1080)):
         frame = np.random.default_rng(0).integers(0, 255, (h, w, 4), np.uint8)
-        sink = PreviewSink(fps=1e-9)          # keeps the first frame, skips every later one
+        sink = PanelPreview(fps=1e-9)          # keeps the first frame, skips every later one
         sink.send(frame)
         skipped = _ms(lambda: sink.send(frame), 2000)
         kept = _ms(lambda: frame.copy(), 200)
@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--render-ms", type=float, default=20.0)
     args = ap.parse_args()
-    print("PreviewSink.send() on the render thread:")
+    print("PanelPreview.send() on the render thread:")
     bench_send()
     print(f"live loop, stand-in render of {args.render_ms:g} ms, {args.seconds:g} s each:")
     for label, panel, client in (("no panel", False, False), ("panel", True, False),

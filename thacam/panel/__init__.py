@@ -5,7 +5,7 @@
                  (token, Origin, Host); no web framework
     server.py    PanelServer: aiohttp on its own thread and event loop: the page, the API, the
                  WebSocket, the preview
-    preview.py   PreviewSink: keeps the newest frame and encodes it (PNG with alpha) on its own
+    preview.py   PanelPreview: keeps the newest frame and encodes it (PNG with alpha) on its own
                  thread at a throttled rate, so the frame loop never waits on the browser
     static/      the page (index.html, panel.js, panel.css)
 

@@ -17,13 +17,13 @@ import numpy as np
 
 from ..output import FrameSink
 
-__all__ = ["PreviewSink", "PREVIEW_FPS", "PREVIEW_MAX_SIDE"]
+__all__ = ["PanelPreview", "PREVIEW_FPS", "PREVIEW_MAX_SIDE"]
 
 PREVIEW_FPS = 10.0        # plenty to judge a setting by eye; a GPU run renders 30
 PREVIEW_MAX_SIDE = 640    # a 1920x1080 output is previewed at half size
 
 
-class PreviewSink(FrameSink):
+class PanelPreview(FrameSink):
     description = "panel preview"
     kind = "panel"                 # how the panel's state names this output
 
@@ -37,7 +37,7 @@ class PreviewSink(FrameSink):
         self._thread: threading.Thread | None = None
         self.encode_ms = 0.0                            # the last encode, for the benchmark
 
-    def open(self) -> "PreviewSink":
+    def open(self) -> "PanelPreview":
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="thacam-panel-preview",
                                         daemon=True)

@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import PanelError
 from . import PanelAddress
 from .api import COOKIE_PREFIX, PanelApi, check_request
-from .preview import PreviewSink
+from .preview import PanelPreview
 
 __all__ = ["PanelServer"]
 
@@ -58,7 +58,7 @@ class PanelServer:
     """
 
     def __init__(self, api: PanelApi, address: PanelAddress = PanelAddress(),
-                 preview: PreviewSink | None = None, token: str | None = None):
+                 preview: PanelPreview | None = None, token: str | None = None):
         self.api = api
         self.address = address
         self.preview = preview
