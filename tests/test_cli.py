@@ -88,6 +88,8 @@ def test_bad_flags_exit_2(argv, capsys):
     (["--character", "{png}", "--background", "0,300,0"],
      "flag --background: output.background[1]: expected an integer in [0, 255], got 300"),
     (["--character", "{png}", "--size", "big"], "not WIDTHxHEIGHT"),
+    (["--character", "{png}", "--panel-allow-remote"],
+     "there is no panel: add --panel [HOST:]PORT"),
     (["render", "--character", "{png}", "--poses", "{png}", "--out", "o.mp4", "--batch", "0"],
      "--batch 0: must be above 0"),
     (["track", "--input", "{png}.mp4", "--out", "p.jsonl", "--calibrate-frames", "-1"],

@@ -83,6 +83,10 @@ def _run_live(args: argparse.Namespace) -> int:
     positive("--frames", args.frames)
     positive("--fps", args.fps)
     positive("--stats-every", args.stats_every, allow_zero=True)
+    if args.panel_allow_remote and args.panel is None:
+        # Alone it would do nothing, and the user would believe the panel is reachable.
+        raise UserError("--panel-allow-remote opens the control panel to other machines, but "
+                        "there is no panel: add --panel [HOST:]PORT, e.g. --panel 0.0.0.0:8765")
     panel = (parse_address(args.panel, args.panel_allow_remote) if args.panel is not None
              else None)
     profile, profile_path = profile_for(args, args.character)
