@@ -57,8 +57,9 @@ def test_every_command_has_help_and_the_live_help_lists_keys_outputs_and_sources
     out = capsys.readouterr().out
     for words in ("preview window keys", "calibrate", "vcam:", "window:", "webcam:",
                   "hold\" toggle there", "--set-profile", "--obs-port", "--mic",
-                  "mic[:DEVICE]:"):
+                  "mic[:DEVICE]:", "overrides the profile's character"):
         assert words in out, words
+    assert "give it with --character" not in out    # the profile's wording stays in profiles
 
 
 @pytest.mark.parametrize("argv", [

@@ -111,6 +111,24 @@ def test_metadata_reaches_flags_help_and_live():
     assert C.decode(Gadget, C.parse_toml(text, "x"), file="x") == Gadget()
 
 
+def test_a_flag_may_have_its_own_help_and_the_profile_keeps_the_settings():
+    @dataclass(frozen=True)
+    class Lamp(Settings):
+        image: str = setting("", flag="--lamp", help="The lamp; empty = give it with --lamp.",
+                             cli_help="The lamp to light.")
+        watts: int = setting(40, 1, 100, flag="--watts", help="power", cli_help="its power")
+
+    image, watts = S.fields_of(Lamp)
+    assert S.field_doc(image) == "The lamp; empty = give it with --lamp."
+    assert S.field_doc(image, cli=True) == "The lamp to light."
+    assert S.field_doc(watts, cli=True) == "its power (range 1 .. 100)"   # the range still shows
+    assert "# The lamp; empty = give it with --lamp." in C.render_toml(Lamp())
+    # without one, the flag shows the profile's help
+    assert S.field_doc(S.field_info(Gadget, "level"), cli=True) == "how much (range 0 .. 1)"
+    with pytest.raises(TypeError, match="needs flag="):
+        setting(1, help="no flag", cli_help="shown nowhere")
+
+
 def test_key_paths_set_and_changes():
     profile = P.Profile()
     tuned = C.set_raw(profile, "retarget.jaw_open_max", 0.3, source="test")

@@ -65,7 +65,9 @@ class CharacterSettings(Settings):
     image: Path | None = setting(
         None, must_exist=True, flag="--character", metavar="IMG",
         help="The character image (512x512 RGBA PNG). A relative path is relative to this "
-        "profile's folder; empty = give it with --character.")
+        "profile's folder; empty = give it with --character.",
+        cli_help="The character image (PNG with transparency, 512x512 best); overrides the "
+        "profile's character.")
 
 
 # The built-in presets on hotkeys 1-6, in animation.py's order.

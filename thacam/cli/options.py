@@ -67,7 +67,7 @@ def _number_list(text: str) -> list[float | int]:
 def _argument(flag: Flag) -> dict[str, Any]:
     info = flag.info
     kw: dict[str, Any] = {"dest": flag.dest, "default": None,
-                          "help": field_doc(info).replace("%", "%%")}
+                          "help": field_doc(info, cli=True).replace("%", "%%")}
     kind = info.spec.kind
     if kind == "bool":
         kw["action"] = argparse.BooleanOptionalAction

@@ -3,7 +3,8 @@
 Every stage owns a frozen dataclass of its settings (``RetargetSettings`` in retarget.py,
 ``ObsSettings`` in obs.py, ...). Each field is declared with :func:`setting`, which records its
 default, range or choices, help text, whether it may change while thacam runs (``live``) and,
-for the few that have one, its command-line flag. Everything else reads that one declaration:
+for the few that have one, its command-line flag (and, where the profile's wording would read
+oddly after a flag, the flag's own help). Everything else reads that one declaration:
 
 * :class:`Settings` (the base class) checks every field on construction with :func:`check_field`
   and then the class's own cross-field rules (``check()``); errors are ``SettingsError`` naming
@@ -55,21 +56,25 @@ PASSWORD_ENV = "THACAM_OBS_PASSWORD"
 
 def setting(default: Any = MISSING, lo: float | None = None, hi: float | None = None, *,
             help: str, choices: Sequence[Any] | None = None, live: bool = False,
-            flag: str | None = None, metavar: str | None = None,
+            flag: str | None = None, metavar: str | None = None, cli_help: str | None = None,
             names: Sequence[str] | None = None, keys: Sequence[str] | None = None,
             must_exist: bool = False, pattern: str | None = None, profile: bool = True,
             factory: Any = MISSING) -> Any:
     """One setting: its default (or ``factory``), range ``[lo, hi]`` (either may be None for an
     open end), ``choices`` for a str, ``help`` (shown in profiles, ``--help`` and the panel),
-    ``live`` = may change while running, ``flag`` = its command-line option, ``names`` = the
-    items of a tuple written as a named table, ``keys`` = the keys a mapping allows,
+    ``live`` = may change while running, ``flag`` = its command-line option, ``cli_help`` = that
+    option's help where ``help`` speaks of the profile, ``names`` = the items of a tuple written
+    as a named table, ``keys`` = the keys a mapping allows,
     ``must_exist`` = a path that must exist when a profile is loaded, ``profile=False`` = not
     read from or written to profiles (set by thacam itself)."""
+    if cli_help is not None and flag is None:
+        raise TypeError("setting(cli_help=...) needs flag=: only a flag shows it")
     meta: dict[str, Any] = {"help": help, "live": live}
     if lo is not None or hi is not None:
         meta["range"] = (lo, hi)
     for key, value in (("choices", choices), ("flag", flag), ("metavar", metavar),
-                       ("names", names), ("keys", keys), ("pattern", pattern)):
+                       ("cli_help", cli_help), ("names", names), ("keys", keys),
+                       ("pattern", pattern)):
         if value is not None:
             meta[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     if must_exist:
@@ -397,9 +402,10 @@ class Settings:
         return SettingsError(type(self).__name__, field_name, problem)
 
 
-def field_doc(info: FieldInfo) -> str:
-    """A field's help with its choices or range appended (profile comments, --help)."""
-    text = info.help or "(not documented yet)"
+def field_doc(info: FieldInfo, *, cli: bool = False) -> str:
+    """A field's help with its choices or range appended (profile comments; ``cli``: its flag's
+    --help, which prefers the setting's ``cli_help``)."""
+    text = (info.meta.get("cli_help") if cli else None) or info.help or "(not documented yet)"
     spec = info.spec
     extra = []
     if spec.kind == "choice" and not all(str(c) in text for c in spec.choices):
