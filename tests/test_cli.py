@@ -7,7 +7,9 @@ tracked by the real MediaPipe).
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from thacam.cli import COMMANDS, build_parser, main
+from thacam.profile import FLAGS
 
 from output_fixtures import recording_vcam  # noqa: F401
 
@@ -60,6 +63,27 @@ def test_every_command_has_help_and_the_live_help_lists_keys_outputs_and_sources
                   "mic[:DEVICE]:", "overrides the profile's character"):
         assert words in out, words
     assert "give it with --character" not in out    # the profile's wording stays in profiles
+
+
+def _parsers(parser, name="thacam"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, p in action.choices.items():
+                yield from _parsers(p, f"{name} {sub}")
+
+
+def test_no_flag_help_speaks_of_the_profile():
+    # A profile's wording ("empty = give it with --flag", TOML's [R, G, B], "for one run") reads
+    # oddly after the flag itself: such settings give their flag its own help (cli_help=).
+    generated = {flag.dest for flag in FLAGS}
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            text = action.help or ""
+            own = action.option_strings if action.dest in generated else []
+            for words in ("empty =", "[R, G, B]", "for one run", *own):
+                assert not re.search(re.escape(words) + r"(?![\w-])", text), \
+                    f"{name} {(action.option_strings or [action.dest])[0]}: {text!r} says {words!r}"
 
 
 @pytest.mark.parametrize("argv", [

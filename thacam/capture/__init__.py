@@ -155,7 +155,9 @@ class CameraSettings(Settings):
     """The webcam (or video file) that is tracked."""
 
     source: str = setting("0", help="Camera index (0, 1, ...), device (/dev/video2) or video "
-                          "file, as --camera.", flag="--camera", metavar="INDEX|DEVICE|FILE")
+                          "file, as --camera.", flag="--camera", metavar="INDEX|DEVICE|FILE",
+                          cli_help="Camera index (0, 1, ...), device (/dev/video2) or video file "
+                          "to track.")
     width: int = setting(640, 64, 4096, help="Capture width asked of the camera, in pixels.")
     height: int = setting(480, 64, 4096, help="Capture height asked of the camera, in pixels.")
     fps: int = setting(30, 1, 240, help="Capture frame rate asked of the camera.",

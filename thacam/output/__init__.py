@@ -47,7 +47,9 @@ class OutputSettings(Settings):
     background: tuple[int, int, int] = setting(
         CHROMA_GREEN, 0, 255, flag="--background", metavar="R,G,B",
         help="Background colour [R, G, B] behind the avatar in outputs without alpha; OBS keys "
-        "this colour out.")
+        "this colour out.",
+        cli_help="Background colour behind the avatar in outputs without alpha, e.g. 0,255,0; "
+        "OBS keys this colour out.")
     placement: Literal["center", "bottom", "bottom-left", "bottom-right", "top-left",
                        "top-right"] = setting(
         "center", help="Where the 512x512 avatar sits in the output frame.")
@@ -57,11 +59,15 @@ class OutputSettings(Settings):
         help="Virtual camera backend (pyvirtualcam); auto = the first that works.")
     device: str = setting(
         "", flag="--vcam-device", metavar="DEVICE",
-        help="Virtual camera device (e.g. /dev/video10); empty = the backend's first free one.")
+        help="Virtual camera device (e.g. /dev/video10); empty = the backend's first free one.",
+        cli_help="Virtual camera device, e.g. /dev/video10 (default: the profile's, else the "
+        "backend's first free one).")
     stream_port: int = setting(
         45450, 1, 65535, flag="--stream-port", metavar="PORT",
         help="TCP port of --output stream on 127.0.0.1 (OBS's Media Source reads "
-        "tcp://127.0.0.1:PORT); --output stream:PORT overrides it for one run.")
+        "tcp://127.0.0.1:PORT); --output stream:PORT overrides it for one run.",
+        cli_help="TCP port of --output stream on 127.0.0.1 (OBS's Media Source reads "
+        "tcp://127.0.0.1:PORT); --output stream:PORT beats it.")
 
 
 # --------------------------------------------------------------------------- the interface
