@@ -60,6 +60,8 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "panel.preview": TORCH_CV2_MP,
     "panel.server": TORCH_CV2_MP,        # aiohttp only when the server starts
     "output.threaded": TORCH_CV2_MP,
+    "model.kernels": ("cv2", "mediapipe", "triton"),   # Triton only for CUDA tensors
+    "model.stages": ("cv2", "mediapipe", "triton", "openvino"),
 }
 
 

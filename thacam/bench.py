@@ -61,6 +61,7 @@ class BenchSettings:
     warmup: int = 2
     batches: tuple[int, ...] = (1, 4, 16)
     backend: str = "auto"             # torch | openvino | auto
+    kernels: str = "stock"            # stock | fused (GPU only; see RenderSettings.kernels)
     precision: str = "auto"           # auto (float on CPU, half on GPU) | float | half
     threads: int = 0                  # 0 = torch's default
     reference: bool = True
@@ -95,6 +96,12 @@ class BenchResult:
     # model alone, same batches, timed alongside)}
     pipeline: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kernels: str = "stock"
+    # CUDA only: GPU time between CUDA events around each call (thacam_ms is wall time), and
+    # what PyTorch's caching allocator holds from the system after the series (>= allocated).
+    thacam_gpu_ms: float | None = None
+    reference_gpu_ms: float | None = None
+    reserved_mb: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -252,14 +259,29 @@ def _pipeline_fps(device: torch.device, staged: StagedPoser, batch: int, batches
 
 
 def _timed(device: torch.device, fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    wall, _, out = _timed_both(device, fn)
+    return wall, out
+
+
+def _timed_both(device: torch.device, fn: Callable[[], torch.Tensor]
+                ) -> tuple[float, float | None, torch.Tensor]:
+    """(wall ms, GPU ms between CUDA events or None off CUDA, result)."""
     _sync(device)
+    events = None
+    if device.type == "cuda":
+        events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        events[0].record()
     t0 = time.perf_counter()
     out = fn()
+    if events is not None:
+        events[1].record()
     _sync(device)
-    return (time.perf_counter() - t0) * 1000.0, out
+    wall = (time.perf_counter() - t0) * 1000.0
+    return wall, (events[0].elapsed_time(events[1]) if events is not None else None), out
 
 
-_NETWORK_OF_STAGE = dict(zip(STAGE_NAMES, NETWORK_NAMES[1:]))
+# "frame": the fused kernels' whole-frame CUDA graph (all four stages in one replay).
+_NETWORK_OF_STAGE = {**dict(zip(STAGE_NAMES, NETWORK_NAMES[1:])), "frame": "whole frame (4 stages)"}
 
 
 def _bench_device(s: BenchSettings, device_name: str,
@@ -280,7 +302,8 @@ def _bench_device(s: BenchSettings, device_name: str,
     base = mem.resident_mb()
     say(f"{device_name}: loading thacam")
     poser = Poser.load(s.weights_dir, "separable_float").to(device, dtype)
-    staged = StagedPoser.build(poser, s.backend, threads=threads, progress=lambda stage, i, n: say(
+    staged = StagedPoser.build(poser, s.backend, threads=threads, kernels=s.kernels == "fused",
+                               progress=lambda stage, i, n: say(
         f"{device_name}: building the OpenVINO model (once per machine): {stage} {i}/{n}"))
     # The same poser and runner with the eyebrows held still, as they often are live: shows what
     # the exact stage cache saves (the random poses of the main series never hit it).
@@ -326,6 +349,8 @@ def _bench_device(s: BenchSettings, device_name: str,
     if s.tune_allocator:
         tune_allocator()
     mine, theirs, held, stage_ms = [], [], [], {}
+    mine_gpu: list[float] = []
+    theirs_gpu: list[float] = []
     accuracy: dict[str, float | str | None] = {"against": "pytorch float32"}
     for i in range(total):
         say(f"{device_name}: frame {i + 1}/{total}")
@@ -336,10 +361,17 @@ def _bench_device(s: BenchSettings, device_name: str,
             if who == 0:
                 timings: dict[str, float] = {}
                 f0 = page_faults()
+                # On CUDA per-stage timing synchronises after each stage: those frames time the
+                # stages only, the others the whole frame (wall and CUDA events).
+                staged_timing = timed and (device.type != "cuda" or (i % 2 == 1 and s.frames > 1))
                 with mem.measure(enabled=timed):
-                    ms, outs[0] = _timed(device, lambda: staged(pose, timings if timed else None))
-                if timed:
+                    ms, gpu, outs[0] = _timed_both(
+                        device, lambda: staged(pose, timings if staged_timing else None))
+                if timed and (device.type != "cuda" or not staged_timing):
                     mine.append(ms)
+                    if gpu is not None:
+                        mine_gpu.append(gpu)
+                if timed:
                     faults["thacam"] += page_faults() - f0
                     for k, v in timings.items():
                         stage_ms.setdefault(k, []).append(v)
@@ -351,9 +383,11 @@ def _bench_device(s: BenchSettings, device_name: str,
             elif ref is not None:
                 f0 = page_faults()
                 with ref_mem.measure(enabled=timed):
-                    ms, outs[1] = _timed(device, lambda: ref(ref_image, pose))
+                    ms, gpu, outs[1] = _timed_both(device, lambda: ref(ref_image, pose))
                 if timed:
                     theirs.append(ms)
+                    if gpu is not None:
+                        theirs_gpu.append(gpu)
                     faults["reference"] += page_faults() - f0
         if i == s.warmup:
             with torch.inference_mode():
@@ -394,6 +428,7 @@ def _bench_device(s: BenchSettings, device_name: str,
 
     t_ms = statistics.median(mine)
     r_ms = statistics.median(theirs) if theirs else None
+    reserved = torch.cuda.max_memory_reserved() / 2**20 if device.type == "cuda" else None
     return BenchResult(
         device=device_name, precision=str(dtype).removeprefix("torch."), backend=staged.backend,
         thacam_ms=t_ms, thacam_min_ms=min(mine), reference_ms=r_ms,
@@ -409,7 +444,10 @@ def _bench_device(s: BenchSettings, device_name: str,
         page_faults={k: v / s.frames for k, v in faults.items()},
         reference_shipped_ms=statistics.median(shipped) if shipped else None,
         ratio_shipped=statistics.median(shipped) / t_ms if shipped else None, notes=notes,
-        pipeline=pipeline)
+        pipeline=pipeline, kernels=s.kernels,
+        thacam_gpu_ms=statistics.median(mine_gpu) if mine_gpu else None,
+        reference_gpu_ms=statistics.median(theirs_gpu) if theirs_gpu else None,
+        reserved_mb=reserved)
 
 
 def available_devices(requested: str) -> list[str]:
@@ -432,12 +470,20 @@ def format_results(results: Sequence[BenchResult]) -> str:
     """The human-readable tables (one block per device)."""
     lines: list[str] = []
     for r in results:
-        lines.append(f"== {r.device}: thacam ({r.backend}, {r.precision}, {r.threads} threads) "
+        kernels = f", {r.kernels} kernels" if r.device == "cuda" else ""
+        lines.append(f"== {r.device}: thacam ({r.backend}{kernels}, {r.precision}, "
+                     f"{r.threads} threads) "
                      f"vs reference tha3, {r.frames} frames, interleaved ==")
         ref = ("not measured" if r.reference_ms is None else
                f"{r.reference_ms:9.1f} ms median {r.reference_min_ms:9.1f} ms min")
         lines.append(f"  thacam     {r.thacam_ms:9.1f} ms median {r.thacam_min_ms:9.1f} ms min")
         lines.append(f"  reference  {ref}")
+        if r.thacam_gpu_ms is not None:
+            gpu = f"  GPU time (CUDA events): thacam {r.thacam_gpu_ms:.3f} ms median"
+            if r.reference_gpu_ms is not None:
+                gpu += (f", reference {r.reference_gpu_ms:.3f} ms -> "
+                        f"{r.reference_gpu_ms / r.thacam_gpu_ms:.2f} x")
+            lines.append(gpu)
         if r.ratio is not None:
             lines.append(f"  ratio      {r.ratio:9.2f} x  (reference / thacam, same process, "
                          f"{r.allocator} allocator for both)")
@@ -461,6 +507,9 @@ def format_results(results: Sequence[BenchResult]) -> str:
                f"frame): thacam {r.peak_mem_mb:.0f} MB")
         if r.reference_peak_mem_mb is not None:
             mem += f", reference {r.reference_peak_mem_mb:.0f} MB"
+        if r.reserved_mb is not None:
+            mem += (f"; reserved by PyTorch's allocator (peak, both posers and the batch "
+                    f"series' buffers) {r.reserved_mb:.0f} MB")
         lines.append(mem)
         a = r.accuracy
         if "max_abs" in a:

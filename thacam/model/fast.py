@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from .. import pose as P
-from .poser import EYEBROW_IN_FACE, FACE_CROP, Poser
-from .stages import StageModules, StageRunner, TorchRunner
+from .poser import FACE_CROP, Poser
+from .stages import StageModules, StageRunner, TorchRunner, with_eyebrows, with_face
 
 __all__ = ["StaticCall", "CudaGraphRunner", "StagedPoser", "BACKENDS", "select_runner"]
 
@@ -49,7 +49,7 @@ class StaticCall:
     """
 
     def __init__(self, fn: Callable[..., Tensor | tuple[Tensor, ...]],
-                 example: Sequence[Tensor], capture: bool):
+                 example: Sequence[Tensor], capture: bool, pool=None):
         self.fn = fn
         with torch.inference_mode():
             self.inputs = [x.detach().clone() for x in example]
@@ -62,7 +62,7 @@ class StaticCall:
                     fn(*self.inputs)
             torch.cuda.current_stream().wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph), torch.inference_mode():
+            with torch.cuda.graph(self.graph, pool=pool), torch.inference_mode():
                 out = fn(*self.inputs)
         else:
             with torch.inference_mode():
@@ -85,13 +85,24 @@ class StaticCall:
 
 
 class CudaGraphRunner:
-    """Each stage captured once per input shape into a :class:`StaticCall`."""
+    """Each stage captured once per input shape into a :class:`StaticCall`.
+
+    ``whole_frame``: StagedPoser also asks for ``frame`` (all four stages as one graph) when the
+    pose changed everywhere, one replay instead of four. ``shared_pool``: every graph of this
+    runner allocates from one memory pool instead of one pool each. That is safe here because
+    the graphs replay one at a time on one stream, and a graph's outputs are either consumed by
+    the next stage of the same frame or kept alive by their StaticCall (live memory is never
+    handed to another capture); StagedPoser clones the final output.
+    """
 
     name = "torch+cudagraph"
 
-    def __init__(self, modules: StageModules, capture: bool | None = None):
+    def __init__(self, modules: StageModules, capture: bool | None = None,
+                 whole_frame: bool = False, shared_pool: bool = False):
         self.modules = modules
         self.capture = torch.cuda.is_available() if capture is None else capture
+        self.whole_frame = whole_frame
+        self.pool = (torch.cuda.graph_pool_handle() if shared_pool and self.capture else None)
         self.calls: dict[tuple, StaticCall] = {}
 
     def __call__(self, stage: str, *inputs: Tensor):
@@ -99,7 +110,8 @@ class CudaGraphRunner:
         call = self.calls.get(key)
         if call is None:
             # A captured graph has recorded the work but not done it: the first call replays too.
-            call = self.calls[key] = StaticCall(getattr(self.modules, stage), inputs, self.capture)
+            call = self.calls[key] = StaticCall(getattr(self.modules, stage), inputs, self.capture,
+                                                self.pool)
         return call(*inputs)
 
 
@@ -114,9 +126,9 @@ class StagedPoser:
     """
 
     def __init__(self, poser: Poser, runner: StageRunner | None = None, cache: bool = True,
-                 fused: bool = False):
+                 fused: bool = False, kernels: bool = False):
         self.poser = poser
-        self.modules = StageModules(poser, fused)
+        self.modules = StageModules(poser, fused, kernels)
         self.runner: StageRunner = runner or TorchRunner(self.modules)
         self.cache = cache
         self.stage_ms: dict[str, float] = {}
@@ -124,10 +136,15 @@ class StagedPoser:
 
     @classmethod
     def build(cls, poser: Poser, backend: str = "torch", threads: int = 0, cache: bool = True,
-              fused: bool = True, progress: Callable[[str, int, int], None] | None = None
-              ) -> "StagedPoser":
-        staged = cls(poser, cache=cache, fused=fused)
-        staged.runner = select_runner(staged.modules, backend, threads=threads, progress=progress)
+              fused: bool = True, kernels: bool = False,
+              progress: Callable[[str, int, int], None] | None = None) -> "StagedPoser":
+        """``kernels``: the GPU form (model/kernels.py) and, on CUDA, one graph per frame from
+        one shared memory pool. It changes nothing on the CPU engines (OpenVINO exports the
+        plain stages; PyTorch on the CPU runs the same ops, rewired)."""
+        on_cpu = next(poser.parameters()).device.type == "cpu"
+        staged = cls(poser, cache=cache, fused=fused, kernels=kernels and not on_cpu)
+        staged.runner = select_runner(staged.modules, backend, threads=threads, progress=progress,
+                                      whole_frame=kernels, shared_pool=kernels)
         return staged
 
     @property
@@ -196,21 +213,24 @@ class StagedPoser:
         return self._output
 
     def _run_stages(self, run, timings, same, dev, background, eyebrow, image, face_crop):
+        graph = isinstance(self.runner, CudaGraphRunner)
+        if not same[0] and graph and self.runner.whole_frame:
+            self._eyebrows, self._full, out = run(timings, "frame", background, eyebrow, image,
+                                                  face_crop, dev)
+            self._output = out.clone()
+            return
         if not same[0]:
             self._eyebrows = run(timings, "combiner", background, eyebrow, dev[:, P.EYEBROW])
         if not same[1]:
-            face_in = face_crop.clone()
-            face_in[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = self._eyebrows
-            face = run(timings, "face_morpher", face_in, dev[:, P.FACE])
-            full = image.clone()
-            full[:, :, FACE_CROP[0], FACE_CROP[1]] = face
-            self._full = full
+            face = run(timings, "face_morpher", with_eyebrows(face_crop, self._eyebrows),
+                       dev[:, P.FACE])
+            self._full = with_face(image, face)
         if not same[2]:
             rotation = dev[:, P.ROTATION]
             warped, grid = run(timings, "rotator", self._full, rotation)
             out = run(timings, "editor", self._full, warped, grid, rotation)
             # A CUDA-graph runner returns its static buffer, which the next replay overwrites.
-            self._output = out.clone() if isinstance(self.runner, CudaGraphRunner) else out
+            self._output = out.clone() if graph else out
 
     def _plain(self, timings, stage: str, *inputs: Tensor):
         return self.runner(stage, *inputs)
@@ -241,12 +261,14 @@ def _warn_once(key: str, msg: str, *args) -> None:
 
 def select_runner(modules: StageModules, backend: str = "torch", threads: int = 0,
                   cuda_graphs: bool = True,
-                  progress: Callable[[str, int, int], None] | None = None) -> StageRunner:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  whole_frame: bool = False, shared_pool: bool = False) -> StageRunner:
     """The runner for ``backend``: torch | openvino | auto.
 
     auto = OpenVINO for float32 on the CPU when the package is installed (silently PyTorch
     otherwise). An explicit ``openvino`` that cannot run warns once per process and falls back
-    to PyTorch. On CUDA, PyTorch stages are replayed through CUDA graphs when ``cuda_graphs``.
+    to PyTorch. On CUDA, PyTorch stages are replayed through CUDA graphs when ``cuda_graphs``
+    (``whole_frame`` and ``shared_pool``: see :class:`CudaGraphRunner`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -266,5 +288,5 @@ def select_runner(modules: StageModules, backend: str = "torch", threads: int = 
         _warn_once("openvino-dev", "the OpenVINO backend runs float32 on the CPU only; "
                    "using PyTorch on %s (%s)", p.device.type, str(p.dtype).removeprefix("torch."))
     if p.device.type == "cuda" and cuda_graphs:
-        return CudaGraphRunner(modules)
+        return CudaGraphRunner(modules, whole_frame=whole_frame, shared_pool=shared_pool)
     return TorchRunner(modules)

@@ -88,15 +88,31 @@ class FusedFaceMorpher(nn.Module):
         return blend(torch.sigmoid(eye_alpha), torch.tanh(eye_color), iris_mouth)
 
 
-def _split_conv_block(block: nn.Sequential, x: Tensor, skip: Tensor) -> Tensor:
-    """A separable conv block [dw, pw, norm, act] applied to cat(x, skip) without the cat."""
-    dw, pw, norm, act = block
-    a = x.shape[1]
-    wd, wp = dw.weight, pw.weight
-    y = F.conv2d(x, wd[:a], None, dw.stride, dw.padding, groups=a)
-    z = F.conv2d(skip, wd[a:], None, dw.stride, dw.padding, groups=skip.shape[1])
-    out = F.conv2d(y, wp[:, :a], pw.bias) + F.conv2d(z, wp[:, a:])
-    return act(norm(out))
+class SplitConvBlock(nn.Module):
+    """A separable conv block [dw, pw, norm, act] applied to cat(x, skip) without the cat.
+
+    The weight halves are sliced once here (the pointwise halves are not contiguous views, and a
+    per-frame slice would be copied before every convolution). ``tail`` is the block's norm and
+    activation, kept as modules so that model/kernels.py can fuse them like any other.
+    """
+
+    def __init__(self, block: nn.Sequential):
+        super().__init__()
+        dw, pw, *tail = block
+        skip = pw.out_channels  # the U-Net's skip has the block's own width
+        a = dw.in_channels - skip
+        self.dw_stride, self.dw_padding, self.a, self.skip = dw.stride, dw.padding, a, skip
+        wd, wp = dw.weight.detach(), pw.weight.detach()
+        for name, t in (("wd_x", wd[:a]), ("wd_skip", wd[a:]), ("wp_x", wp[:, :a]),
+                        ("wp_skip", wp[:, a:])):
+            self.register_buffer(name, t.contiguous(), persistent=False)
+        self.pw_bias = pw.bias
+        self.tail = nn.Sequential(*tail)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        y = F.conv2d(x, self.wd_x, None, self.dw_stride, self.dw_padding, groups=self.a)
+        z = F.conv2d(skip, self.wd_skip, None, self.dw_stride, self.dw_padding, groups=self.skip)
+        return self.tail(F.conv2d(y, self.wp_x, self.pw_bias) + F.conv2d(z, self.wp_skip))
 
 
 class FusedEditor(nn.Module):
@@ -105,6 +121,7 @@ class FusedEditor(nn.Module):
         if not isinstance(net.body, ResizeConvUNet) or len(net.body.upsample_blocks[0]) != 4:
             raise ValueError("FusedEditor needs the separable editor")
         self.net = net
+        self.up = nn.ModuleList(SplitConvBlock(b) for b in net.body.upsample_blocks)
         self.heads = FusedHeads([_head_conv(net.color_change_creator),
                                  _head_conv(net.alpha_creator), net.grid_change_creator],
                                 fuse_heads)
@@ -120,9 +137,9 @@ class FusedEditor(nn.Module):
             skips.append(x)
         for block in body.bottleneck_blocks:
             x = block(x)
-        for i, block in enumerate(body.upsample_blocks):
+        for i, block in enumerate(self.up):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = _split_conv_block(block, x, skips[-i - 2])
+            x = block(x, skips[-i - 2])
         color, alpha, grid = self.heads(x)
         grid = grid_change + grid
         return blend(torch.sigmoid(alpha), torch.tanh(color), self.net.warp(grid, original))

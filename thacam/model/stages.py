@@ -23,12 +23,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import pose as P
 from .fused import FusedCombiner, FusedEditor, FusedFaceMorpher
-from .poser import IMAGE_SIZE, ROTATOR_SIZE, Poser
+from .kernels import kernelized
+from .poser import EYEBROW_IN_FACE, FACE_CROP, IMAGE_SIZE, ROTATOR_SIZE, Poser
 
-__all__ = ["STAGE_NAMES", "StageModules", "StageRunner", "TorchRunner"]
+__all__ = ["STAGE_NAMES", "StageModules", "StageRunner", "TorchRunner", "with_eyebrows",
+           "with_face"]
 
 STAGE_NAMES = ("combiner", "face_morpher", "rotator", "editor")
+
+
+def with_eyebrows(face_crop: Tensor, eyebrows: Tensor) -> Tensor:
+    """The face morpher's input: the face crop with the morphed eyebrows pasted in."""
+    face_in = face_crop.clone()
+    face_in[:, :, EYEBROW_IN_FACE[0], EYEBROW_IN_FACE[1]] = eyebrows
+    return face_in
+
+
+def with_face(image: Tensor, face: Tensor) -> Tensor:
+    """The full image with the morphed face pasted back into its crop."""
+    full = image.clone()
+    full[:, :, FACE_CROP[0], FACE_CROP[1]] = face
+    return full
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
@@ -80,24 +97,43 @@ class EditorStage(nn.Module):
 class StageModules(nn.Module):
     """The four per-frame stages as tensor-in/tensor-out modules (what backends export).
 
-    ``fused`` swaps in the equal-but-faster forms of model/fused.py (separable variant only).
+    ``fused`` swaps in the equal-but-faster forms of model/fused.py (separable variant only);
+    ``kernels`` then runs them in the GPU form of model/kernels.py (fused norm kernels,
+    transposed depthwise convs as plain ones), sharing the weights.
     """
 
-    def __init__(self, poser: Poser, fused: bool = False):
+    def __init__(self, poser: Poser, fused: bool = False, kernels: bool = False):
         super().__init__()
         self.fused = fused = fused and poser.variant == "separable"
-        self.combiner = CombinerStage(poser, fused)
-        self.face_morpher = FaceStage(poser, fused)
-        self.rotator = RotatorStage(poser)
-        self.editor = EditorStage(poser, fused)
+        self.kernels = kernels
+        stages = [CombinerStage(poser, fused), FaceStage(poser, fused), RotatorStage(poser),
+                  EditorStage(poser, fused)]
+        if kernels:
+            stages = [kernelized(m) for m in stages]
+        self.combiner, self.face_morpher, self.rotator, self.editor = stages
         # Exported graphs trace the editor with one conv per output head: OpenVINO fuses each
         # head's tanh/sigmoid into its conv, which beats one stacked conv split afterwards
         # (editor 244 -> 220 ms in an interleaved A/B on the 2-core VM). Same weights, same maths.
-        self.editor_export = EditorStage(poser, fused, fuse_heads=False) if fused else self.editor
+        self.editor_export = (EditorStage(poser, fused, fuse_heads=False) if fused and not kernels
+                              else self.editor)
 
     def export_module(self, stage: str) -> nn.Module:
         """The module an exported backend traces for ``stage``."""
         return self.editor_export if stage == "editor" else getattr(self, stage)
+
+    def frame(self, background: Tensor, eyebrow: Tensor, image: Tensor, face_crop: Tensor,
+              pose: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """All four stages for a pose that changed everywhere: (eyebrows, full image, output).
+
+        One function so that a CUDA-graph runner captures a whole frame as one graph; the
+        eyebrows and the face-morphed image come back for the stage cache of later frames.
+        """
+        eyebrows = self.combiner(background, eyebrow, pose[:, P.EYEBROW])
+        full = with_face(image, self.face_morpher(with_eyebrows(face_crop, eyebrows),
+                                                  pose[:, P.FACE]))
+        rotation = pose[:, P.ROTATION]
+        warped, grid = self.rotator(full, rotation)
+        return eyebrows, full, self.editor(full, warped, grid, rotation)
 
 
 class StageRunner(Protocol):

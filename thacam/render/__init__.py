@@ -17,16 +17,18 @@ from typing import Literal, get_args
 from ..settings import Settings, setting
 from ..weights import DEFAULT_WEIGHTS_DIR
 
-__all__ = ["RenderSettings", "DEVICES", "PRECISIONS", "VARIANTS", "BACKENDS"]
+__all__ = ["RenderSettings", "DEVICES", "PRECISIONS", "VARIANTS", "BACKENDS", "KERNELS"]
 
 Variant = Literal["separable", "standard"]
 Precision = Literal["auto", "float", "half"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Backend = Literal["auto", "torch", "openvino"]
+Kernels = Literal["stock", "fused"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEVICES: tuple[str, ...] = get_args(Device)
 BACKENDS: tuple[str, ...] = get_args(Backend)
+KERNELS: tuple[str, ...] = get_args(Kernels)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class RenderSettings(Settings):
         "auto", help="CPU float32 engine; auto = openvino when installed (pip install openvino), "
         "else torch. OpenVINO renders ~1.4-1.8x faster than torch on a CPU; its graphs are built "
         "once per machine (1-3 min).", flag="--backend")
+    kernels: Kernels = setting(
+        "stock", help="GPU kernels. stock = PyTorch and cuDNN, one CUDA graph per stage (~4 ms a "
+        "frame on an H200). fused = thacam's Triton kernels (instance norm + activation + "
+        "residual in one pass, transposed depthwise convs as plain ones) and one CUDA graph per "
+        "frame; new, not yet measured on a GPU, falls back to stock's ops where Triton cannot "
+        "run. No effect on the CPU.", flag="--kernels")
     weights_dir: Path = setting(
         DEFAULT_WEIGHTS_DIR, help="Folder with the model files.", profile=False)
     cache: bool = setting(

@@ -142,7 +142,8 @@ class Renderer:
         # are already float16 and cast to themselves.
         self.poser = poser.to(self.device, self.dtype)
         self.staged = StagedPoser.build(self.poser, settings.backend, settings.threads,
-                                        cache=settings.cache, progress=progress)
+                                        cache=settings.cache,
+                                        kernels=settings.kernels == "fused", progress=progress)
         self.character: Character | None = None
         log.info("renderer: THA3 %s on %s, %s", settings.variant, self.device,
                  str(self.dtype).removeprefix("torch."))
