@@ -86,6 +86,22 @@ def test_no_flag_help_speaks_of_the_profile():
                     f"{name} {(action.option_strings or [action.dest])[0]}: {text!r} says {words!r}"
 
 
+def test_choice_flags_list_their_choices_once(capsys):
+    # argparse prints {auto,cpu,...} beside the flag; the help must not list them again
+    choosy = 0
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if action.choices and action.option_strings:
+                choosy += 1
+                assert "one of" not in (action.help or ""), \
+                    f"{name} {action.option_strings[0]}: {action.help!r}"
+    assert choosy
+    with pytest.raises(SystemExit):
+        main(["pose", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--device {auto,cpu,cuda,mps}" in out and "one of:" not in out
+
+
 @pytest.mark.parametrize("argv", [
     ["pose", "--device", "gpu"],                       # a choice read from RenderSettings
     ["render", "--character", "x.png"],                # --input or --poses is required
