@@ -73,6 +73,19 @@ def _parsers(parser, name="thacam"):
                 yield from _parsers(p, f"{name} {sub}")
 
 
+def test_every_option_positional_and_subcommand_says_what_it_is():
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                # the subcommands' own help lines are what --help lists under COMMAND/ACTION
+                assert len(action._choices_actions) == len(action.choices), name
+                for choice in action._choices_actions:
+                    assert choice.help, f"{name} {choice.dest}: no help"
+            else:
+                assert action.help, f"{name} {(action.option_strings or [action.dest])[0]}: " \
+                                    "no help"
+
+
 def test_no_flag_help_speaks_of_the_profile():
     # A profile's wording ("empty = give it with --flag", TOML's [R, G, B], "for one run") reads
     # oddly after the flag itself: such settings give their flag its own help (cli_help=).
@@ -84,6 +97,22 @@ def test_no_flag_help_speaks_of_the_profile():
             for words in ("empty =", "[R, G, B]", "for one run", *own):
                 assert not re.search(re.escape(words) + r"(?![\w-])", text), \
                     f"{name} {(action.option_strings or [action.dest])[0]}: {text!r} says {words!r}"
+
+
+def test_choice_flags_list_their_choices_once(capsys):
+    # argparse prints {auto,cpu,...} beside the flag; the help must not list them again
+    choosy = 0
+    for name, parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if action.choices and action.option_strings:
+                choosy += 1
+                assert "one of" not in (action.help or ""), \
+                    f"{name} {action.option_strings[0]}: {action.help!r}"
+    assert choosy
+    with pytest.raises(SystemExit):
+        main(["pose", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--device {auto,cpu,cuda,mps}" in out and "one of:" not in out
 
 
 @pytest.mark.parametrize("argv", [

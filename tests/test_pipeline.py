@@ -33,6 +33,7 @@ from thacam.output.vcam import VirtualCamSink, vcam_instructions
 from thacam.output.video import VideoFileSink
 from thacam.pipeline import LivePipeline, LiveSettings
 from thacam.pose import Pose
+from thacam.runstats import RunStats, StageStats
 from thacam.sources.webcam import WebcamFaces
 
 from output_fixtures import no_vcam_backend, recording_vcam  # noqa: F401
@@ -219,11 +220,12 @@ def test_a_slow_renderer_always_gets_the_newest_frame_and_latency_is_capture_to_
         time.sleep(0.03)          # the renderer is slow, too
 
     sink = RecordingSink()
+    periodic: list[RunStats] = []
     pipeline = LivePipeline(WebcamFaces(Capture(source, retry_s=0.05), tracker),
                             FakeRetargeter(), Animator(seed=1),
                             FakeRenderer(hook=between_renders), [sink],
-                            LiveSettings(fps=1000, trace=True, stats_every_s=0,
-                                         camera_stale_s=30))
+                            LiveSettings(fps=1000, trace=True, stats_every_s=1e-6,
+                                         camera_stale_s=30), on_stats=periodic.append)
     source.release(1)
     stats = pipeline.run(frames=rounds)
     indices = [t.frame_index for t in stats.trace]
@@ -241,7 +243,26 @@ def test_a_slow_renderer_always_gets_the_newest_frame_and_latency_is_capture_to_
     assert stats.latency_p95_ms == pytest.approx(np.percentile(trace_latency, 95))
     assert stats.captured >= 1 + burst * (rounds - 1)
     assert stats.skipped_camera_frames == stats.captured - rounds
+    # The periodic lines count the frames dropped so far in the run, not just in their interval:
+    # the 2 of each burst of 3 that no render took.
+    assert [p.dropped for p in periodic] == [2 * k for k in range(rounds)]
+    assert stats.dropped == 2 * (rounds - 1) <= stats.skipped_camera_frames
+    assert f"drop {2 * (rounds - 1)}  |" in periodic[-1].line()
     assert sink.entered and sink.closed and _no_thacam_threads()
+
+
+def test_the_status_line_shows_the_camera_frames_skipped_so_far():
+    stage = {"render": StageStats(40.0, 40.0, 45.0, 10)}
+    stats = RunStats(frames=10, seconds=2.0, fps=5.0, latency_p50_ms=60.0, latency_p95_ms=80.0,
+                     stages=stage, captured=60, dropped=35)
+    assert stats.line() == " 5.00 fps  latency p50 60 / p95 80 ms  drop 35  |  ms: render 40"
+    caught_up = RunStats(frames=10, seconds=2.0, fps=5.0, latency_p50_ms=60.0,
+                         latency_p95_ms=80.0, stages=stage, captured=25)
+    assert "  drop 0  |" in caught_up.line()
+    # no camera frames at all: nothing to drop, no field
+    idle = RunStats(frames=10, seconds=2.0, fps=5.0, latency_p50_ms=None, latency_p95_ms=None,
+                    stages=stage)
+    assert idle.line() == " 5.00 fps  latency n/a (no camera frames)  |  ms: render 40"
 
 
 def test_camera_lost_mid_run_idles_then_recovers():

@@ -129,6 +129,17 @@ def test_a_flag_may_have_its_own_help_and_the_profile_keeps_the_settings():
         setting(1, help="no flag", cli_help="shown nowhere")
 
 
+def test_a_choice_flag_leaves_its_choices_to_argparse_and_the_profile_lists_them():
+    @dataclass(frozen=True)
+    class Lamp(Settings):
+        colour: str = setting("warm", choices=("warm", "cold"), flag="--colour", help="light")
+
+    (colour,) = S.fields_of(Lamp)
+    assert S.field_doc(colour) == "light (one of: warm, cold)"
+    assert S.field_doc(colour, cli=True) == "light"     # --help shows {warm,cold} already
+    assert "# light (one of: warm, cold)\ncolour = " in C.render_toml(Lamp())
+
+
 def test_key_paths_set_and_changes():
     profile = P.Profile()
     tuned = C.set_raw(profile, "retarget.jaw_open_max", 0.3, source="test")

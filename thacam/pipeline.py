@@ -333,7 +333,7 @@ class LivePipeline:
         total = Window()
         window = Window()
         trace: list[FrameTrace] = []
-        counts = {"faces": 0, "idle": 0}
+        counts = {"faces": 0, "idle": 0, "dropped": 0}
         t_start = time.monotonic()
         try:
             with contextlib.ExitStack() as stack:
@@ -424,6 +424,7 @@ class LivePipeline:
         idle_wait = 1.0 / s.fps
         last_start = -1e9
         last_seq = 0
+        last_index = -1             # the newest camera frame rendered so far
         last_report = time.monotonic()
         out = 0
         # The first render should show the user, not the idle pose: tracking starts in well
@@ -504,6 +505,11 @@ class LivePipeline:
                     w.add(stage, ms)
                 if fresh:
                     w.latency.append(t_send - t_capture)
+            if fresh:
+                # a reopened source may count from 0 again: a new start, not a drop
+                if tracked.sample.index > last_index:
+                    counts["dropped"] += tracked.sample.index - last_index - 1
+                last_index = tracked.sample.index
             if fresh and tracked.pose is not None:
                 counts["faces"] += 1
             elif not fresh:
@@ -519,7 +525,8 @@ class LivePipeline:
             now = time.monotonic()
             if s.stats_every_s > 0 and now - last_report >= s.stats_every_s:
                 if self.on_stats is not None:
-                    self.on_stats(self._stats(window, now - window.t0, {}, []))
+                    self.on_stats(self._stats(window, now - window.t0,
+                                              {"dropped": counts["dropped"]}, []))
                 window.__init__()
                 last_report = now
 
@@ -589,5 +596,6 @@ class LivePipeline:
             latency_p50_ms=percentile(w.latency, 50), latency_p95_ms=percentile(w.latency, 95),
             stages=stage_stats(stages), captured=src.inputs,
             tracked=worker.tracked if worker else 0, faces=counts.get("faces", 0),
-            idle_frames=counts.get("idle", 0), render_errors=self._render_failed.count,
+            idle_frames=counts.get("idle", 0), dropped=counts.get("dropped", 0),
+            render_errors=self._render_failed.count,
             camera_losses=src.losses, camera_reopens=src.reopens, trace=tuple(trace))

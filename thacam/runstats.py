@@ -58,6 +58,9 @@ class RunStats:
     tracked: int = 0                # camera frames tracked
     faces: int = 0                  # output frames driven by a tracked face
     idle_frames: int = 0            # output frames with no fresh camera frame
+    # Camera frames the renders jumped over to stay current, the run so far (an interval's line
+    # too): gaps between the camera frames rendered, so re-rendering one frame cannot hide any.
+    dropped: int = 0
     render_errors: int = 0
     camera_losses: int = 0
     camera_reopens: int = 0
@@ -72,11 +75,14 @@ class RunStats:
         return max(0, self.captured - (self.frames - self.idle_frames))
 
     def line(self) -> str:
-        """One status line: fps, latency, per-stage ms."""
+        """One status line: fps, latency, camera frames dropped so far, per-stage ms."""
         lat = ("latency p50 %.0f / p95 %.0f ms" % (self.latency_p50_ms, self.latency_p95_ms)
                if self.latency_p50_ms is not None else "latency n/a (no camera frames)")
+        # A count that keeps climbing is the renderer falling behind the camera, seen while it
+        # happens rather than only in the summary at the end.
+        drop = f"  drop {self.dropped}" if self.captured else ""
         stages = "  ".join(f"{k} {v.mean_ms:.0f}" for k, v in self.stages.items() if v.count)
-        return f"{self.fps:5.2f} fps  {lat}  |  ms: {stages}"
+        return f"{self.fps:5.2f} fps  {lat}{drop}  |  ms: {stages}"
 
 
 @dataclass(frozen=True)

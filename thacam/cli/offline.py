@@ -61,10 +61,11 @@ def cmd_pose(args: argparse.Namespace) -> int:
 
 def add_pose(sub) -> None:
     p = sub.add_parser("pose", help="render one frame of a character in a given pose")
-    p.add_argument("--character", type=Path, metavar="IMG")
+    p.add_argument("--character", type=Path, metavar="IMG",
+                   help="character image to pose (`thacam prepare` makes one from any picture)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a pose parameter (repeatable); see `thacam pose --list`")
-    p.add_argument("--out", type=Path, metavar="OUT.png")
+    p.add_argument("--out", type=Path, metavar="OUT.png", help="PNG file to write the frame to")
     p.add_argument("--list", action="store_true", help="list the 45 parameters and their ranges")
     g = p.add_argument_group("model")
     add_weights(g)
@@ -313,7 +314,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def add_render(sub) -> None:
     p = sub.add_parser("render", help="drive a character offline from a face video or "
                        "poses.jsonl")
-    p.add_argument("--character", type=Path, required=True, metavar="IMG")
+    p.add_argument("--character", type=Path, required=True, metavar="IMG",
+                   help="character image to drive; profiles/<IMG stem>.toml applies when it "
+                        "exists (or --profile)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", type=Path, metavar="VIDEO",
                      help="face video: tracked, retargeted and animated like the live run; its "

@@ -223,17 +223,20 @@ def add_profile(sub) -> None:
     p = sub.add_parser("profile", help="per-character settings files (profiles/<image>.toml)")
     psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
     i = psub.add_parser("init", help="write a documented profile for a character image")
-    i.add_argument("image", type=Path, metavar="IMG")
+    i.add_argument("image", type=Path, metavar="IMG",
+                   help="the character image the profile is for (named after it unless --out)")
     i.add_argument("--out", type=Path, default=None, metavar="PATH",
                    help="where to write it (default: profiles/<image stem>.toml)")
     i.add_argument("--force", action="store_true", help="replace an existing profile")
     i.set_defaults(func=cmd_profile_init)
     c = psub.add_parser("check", help="validate profiles without running anything (exit 2 if "
                         "one is broken)")
-    c.add_argument("paths", nargs="+", metavar="PATH|NAME")
+    c.add_argument("paths", nargs="+", metavar="PATH|NAME",
+                   help="profile files, or NAME for profiles/NAME.toml (one or more)")
     c.set_defaults(func=cmd_profile_check)
     s = psub.add_parser("show", help="the effective settings: defaults < profile < flags")
-    s.add_argument("path", metavar="PATH|NAME")
+    s.add_argument("path", metavar="PATH|NAME",
+                   help="profile file, or NAME for profiles/NAME.toml")
     g = s.add_argument_group("profile overrides (flags beat the profile)")
     g.add_argument("--set-profile", dest="profile_set", action="append", metavar="KEY=VALUE",
                    help="set any profile key (repeatable)")

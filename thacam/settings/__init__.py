@@ -408,7 +408,8 @@ def field_doc(info: FieldInfo, *, cli: bool = False) -> str:
     text = (info.meta.get("cli_help") if cli else None) or info.help or "(not documented yet)"
     spec = info.spec
     extra = []
-    if spec.kind == "choice" and not all(str(c) in text for c in spec.choices):
+    # argparse already prints a choice flag's {a,b,c}: listing them again only adds noise
+    if spec.kind == "choice" and not cli and not all(str(c) in text for c in spec.choices):
         extra.append("one of: " + ", ".join(str(c) for c in spec.choices))
     elif spec.kind in ("int", "float") or (spec.kind == "tuple"
                                            and spec.item.kind in ("int", "float")):
