@@ -393,7 +393,7 @@ def section_batch(log, device, args) -> None:
                     runs.append(g if g is not None else w)
             row.append(f"batch {b}: {b * 1000 / statistics.median(runs):7.1f}")
         log(f"{config:6s} " + ", ".join(row))
-        del staged
+        staged = None  # the next configuration's buffers may reuse this one's memory
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

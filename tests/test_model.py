@@ -160,8 +160,6 @@ def test_fused_kernels_on_gpu_match_the_oracle_and_keep_half_within_40_db(weight
                                                                          samples_dir):
     """On CUDA the fused kernels are Triton's: float32 against the CPU-checked poser, and the
     half renderer's 8-bit frames against float32's over every sample (the issue's bar)."""
-    from thacam.render import RenderSettings
-    from thacam.render.engine import Renderer
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # float32 means float32 here (cuDNN defaults to TF32)
     try:
