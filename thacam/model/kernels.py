@@ -30,32 +30,48 @@ from torch import Tensor, nn
 from .networks import ResnetBlock
 
 __all__ = ["NormAct", "DepthwiseUp", "KernelResnetBlock", "kernelized", "triton_available",
-           "depthwise_up_weight"]
+           "triton_function", "triton_failed", "interpreting", "depthwise_up_weight"]
 
 log = logging.getLogger(__name__)
 
-_triton_state: dict[str, object] = {}
+_triton_fns: dict[str, object] = {}
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """Triton's CPU interpreter is on (tests): its kernels then take CPU tensors."""
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _triton_norm():
-    """model/triton_norm.norm_act, or None where Triton cannot be imported (warned once)."""
-    if "fn" not in _triton_state:
+def triton_function(path: str):
+    """``"package.module:function"`` of a Triton module, or None where Triton cannot be
+    imported or the function failed before (warned once per function).
+
+    Triton is optional: the caller keeps its PyTorch path for None.
+    """
+    if path not in _triton_fns:
+        module, name = path.split(":")
         try:
-            from .triton_norm import norm_act
-            _triton_state["fn"] = norm_act
+            import importlib
+            _triton_fns[path] = getattr(importlib.import_module(module), name)
         except Exception as exc:  # noqa: BLE001 - no Triton, or one that does not match torch
-            log.warning("Triton kernels unavailable (%s: %s); using PyTorch's instance norm",
+            log.warning("Triton kernels unavailable (%s: %s); using PyTorch's ops",
                         type(exc).__name__, exc)
-            _triton_state["fn"] = None
-    return _triton_state["fn"]
+            _triton_fns[path] = None
+    return _triton_fns[path]
+
+
+def triton_failed(path: str, exc: Exception) -> None:
+    """A Triton function raised (a card or driver it cannot compile for): PyTorch from now on."""
+    log.warning("Triton kernel %s failed (%s: %s); using PyTorch's ops from now on", path,
+                type(exc).__name__, exc)
+    _triton_fns[path] = None
+
+
+_NORM_ACT = "thacam.model.triton_norm:norm_act"
 
 
 def triton_available() -> bool:
-    return _triton_norm() is not None
+    return triton_function(_NORM_ACT) is not None
 
 
 class NormAct(nn.Module):
@@ -73,16 +89,14 @@ class NormAct(nn.Module):
         self.use_triton = use_triton
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        if self.use_triton and (x.is_cuda or _interpreting()):
-            fn = _triton_norm()
+        if self.use_triton and (x.is_cuda or interpreting()):
+            fn = triton_function(_NORM_ACT)
             if fn is not None:
                 try:
                     return fn(x, self.norm.weight, self.norm.bias, self.norm.eps, self.slope,
                               residual)
-                except Exception as exc:  # noqa: BLE001 - a card or driver Triton cannot compile for
-                    log.warning("Triton instance norm failed (%s: %s); using PyTorch's from now on",
-                                type(exc).__name__, exc)
-                    _triton_state["fn"] = None
+                except Exception as exc:  # noqa: BLE001 - fall back, said once
+                    triton_failed(_NORM_ACT, exc)
         y = self.norm(x)
         if self.slope is not None:
             y = F.relu(y) if self.slope == 0 else F.leaky_relu(y, self.slope)

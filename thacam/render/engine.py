@@ -20,6 +20,7 @@ from ..character import Character, to_model_input
 from ..errors import UserError
 from ..model import Poser
 from ..model.fast import StagedPoser
+from ..model.kernels import interpreting, triton_failed, triton_function
 from ..pose import Pose
 from . import DEVICES, PRECISIONS, RenderSettings
 
@@ -83,17 +84,32 @@ class PendingFrames:
         return self._host.numpy()
 
 
-def to_rgba8_async(out: torch.Tensor) -> PendingFrames:
-    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha, on the host.
+_RGBA8 = "thacam.render.triton_rgba:to_rgba8"
 
-    The conversion runs where the model ran; one copy a batch crosses to the host, of a
-    contiguous uint8 tensor (a quarter of float32's bytes).
-    """
+
+def _rgba8_frames(out: torch.Tensor, fused: bool) -> torch.Tensor:
+    if fused and (out.is_cuda or interpreting()):
+        fn = triton_function(_RGBA8)
+        if fn is not None:
+            try:
+                return fn(out)
+            except Exception as exc:  # noqa: BLE001 - fall back, said once
+                triton_failed(_RGBA8, exc)
     x = ((out.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
     rgb = x[:, :3]
     rgb = torch.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * rgb.pow(1.0 / 2.4) - 0.055)
     x = torch.cat([rgb, x[:, 3:4]], dim=1)
-    frames = torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return torch.round(x * 255.0).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def to_rgba8_async(out: torch.Tensor, fused: bool = False) -> PendingFrames:
+    """(N,4,H,W) model output in [-1,1] -> (N,H,W,4) uint8 sRGB, straight alpha, on the host.
+
+    The conversion runs where the model ran; one copy a batch crosses to the host, of a
+    contiguous uint8 tensor (a quarter of float32's bytes). ``fused``: on CUDA as one Triton
+    kernel (render/triton_rgba.py) instead of PyTorch's ~15 elementwise ones.
+    """
+    frames = _rgba8_frames(out, fused)
     if frames.device.type == "cuda":
         # Pinned memory from PyTorch's caching host allocator: a non_blocking copy from it is a
         # real DMA that does not stall the stream, and freed buffers are reused, not reallocated.
@@ -176,4 +192,4 @@ class Renderer:
         the next batch can be queued behind them (offline rendering)."""
         if self.character is None:
             raise RuntimeError("set_character() first")
-        return to_rgba8_async(self.render_tensor(poses))
+        return to_rgba8_async(self.render_tensor(poses), self.settings.kernels == "fused")
