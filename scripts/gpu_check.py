@@ -20,6 +20,7 @@ section prints its traceback and lets the others run:
   render     Renderer.render -> uint8 frame on the host, stock vs fused (the live loop's cost)
   profile    torch.profiler, eager (no graphs), stock vs fused: kernels per frame and the top
              kernels by GPU time
+  norm       one norm + activation alone: PyTorch vs the Triton kernels at several chunk sizes
   memory     a fresh process per configuration: one half renderer, 30 frames, allocated and
              reserved (also with expandable segments)
   accuracy   half vs float over every sample x 4 poses (8-bit PSNR); float32 fused vs the
@@ -283,10 +284,49 @@ def section_render(log, device, args) -> None:
                 wall[k].append((time.perf_counter() - t0) * 1000)
             if i == args.warmup:
                 frames[k] = frame.astype(int)
-    log("\n== Renderer.render(pose) -> uint8 RGBA on the host (wall ms, what the live loop pays) ==")
+    log("\n== Renderer.render(pose) -> uint8 RGBA on the host (wall ms: what the live loop "
+        "pays) ==")
     for k, v in wall.items():
         log(f"{k:6s} {summary(v)}")
     log(f"fused vs stock frame: max {np.abs(frames['fused'] - frames['stock']).max()} levels")
+
+
+NORM_SHAPES = [(1, 32, 512, 512), (1, 64, 256, 256), (1, 64, 192, 192), (1, 128, 128, 128),
+               (1, 256, 64, 64), (1, 512, 32, 32), (1, 512, 16, 16), (16, 64, 256, 256)]
+
+
+def section_norm(log, device, args) -> None:
+    """One norm + activation alone, PyTorch against the Triton kernels at several chunk sizes,
+    on the shapes the networks use (GPU time per call, CUDA events over many calls)."""
+    import torch.nn.functional as F
+    from torch import nn
+    if device.type != "cuda":
+        log("\n== norm kernels: skipped (needs CUDA) ==")
+        return
+    from thacam.model import triton_norm as tn
+    log("\n== instance norm + LeakyReLU(0.1) alone, half, us per call ==")
+    saved = tn.CHUNK, tn.SMALL_PLANE
+    for shape in NORM_SHAPES:
+        x = torch.randn(shape, device="cuda", dtype=torch.float16)
+        norm = nn.InstanceNorm2d(shape[1], affine=True).cuda().half()
+
+        def bench(fn, reps=200):
+            for _ in range(10):
+                fn()
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            for _ in range(reps):
+                fn()
+            t1.record()
+            torch.cuda.synchronize()
+            return t0.elapsed_time(t1) * 1000 / reps
+        row = [f"torch {bench(lambda: F.leaky_relu(norm(x), 0.1)):7.1f}"]
+        for chunk in (2048, 4096, 8192, 16384):
+            tn.CHUNK, tn.SMALL_PLANE = chunk, min(saved[1], chunk)
+            us = bench(lambda: tn.norm_act(x, norm.weight, norm.bias, 1e-5, 0.1))
+            row.append(f"chunk {chunk} {us:7.1f}")
+        tn.CHUNK, tn.SMALL_PLANE = saved
+        log(f"{str(shape):20s} " + "  ".join(row))
 
 
 def _profile(device, staged: StagedPoser, poses: np.ndarray) -> list[tuple[str, float, float]]:
@@ -365,9 +405,10 @@ def _poses4() -> np.ndarray:
 
 
 def section_accuracy(log, device, args) -> None:
-    if device.type != "cuda":
-        log("\n== accuracy: skipped (needs CUDA; the CPU path is the oracle's) ==")
-        return
+    # The smoke run walks this on the CPU with float32 for both (half convolutions on a CPU
+    # take minutes): its figures there say nothing, its code paths are what it checks.
+    half = torch.float16 if device.type == "cuda" else torch.float32
+    names = sample_names()[:1] if args.smoke else sample_names()
     from thacam.render.engine import to_rgba8
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -380,14 +421,14 @@ def section_accuracy(log, device, args) -> None:
         log(f"reference not loaded: {exc}")
     for config in ("stock", "fused"):
         f32 = staged_for(poser_on(device, torch.float32), config, device)
-        f16 = staged_for(poser_on(device, torch.float16), config, device)
+        f16 = staged_for(poser_on(device, half), config, device)
         db, vs_plain, vs_ref = [], 0.0, 0.0
-        for name in sample_names():
+        for name in names:
             image = character_tensor(name)
             for s in (f32, f16):
                 s.set_character(image)
             plain.set_character(image)
-            for k, pose in enumerate(_poses4()):
+            for pose in _poses4()[:1 if args.smoke else 4]:
                 pose = pose[None]
                 a = f32(pose).clone()
                 b = f16(pose)
@@ -470,7 +511,7 @@ def section_compile(log, device, args) -> None:
 
 
 SECTIONS = {"env": section_env, "timing": section_timing, "render": section_render,
-            "profile": section_profile,
+            "profile": section_profile, "norm": section_norm,
             "memory": section_memory, "accuracy": section_accuracy, "batch": section_batch,
             "tests": section_tests, "bench": section_bench, "compile": section_compile}
 
