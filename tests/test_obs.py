@@ -69,29 +69,7 @@ def test_obs_not_running_is_a_user_error():
 
 
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def obs_server(tmp_path_factory):
-    require_obs_binaries()
-    server = HeadlessOBS(tmp_path_factory.mktemp("obs"), password=secrets.token_urlsafe(12))
-    server.start()
-    yield server
-    try:
-        server.close()
-    except ObsDied as exc:
-        pytest.fail(f"OBS did not survive the session: {exc}")
-
-
-@pytest.fixture
-def obs(obs_server, monkeypatch):
-    """The session OBS, with THACAM_OBS_PASSWORD set; the test fails if OBS dies during it."""
-    if not obs_server.alive():
-        pytest.fail("OBS died before this test:\n" + obs_server.log_tail())
-    monkeypatch.setenv(PASSWORD_ENV, obs_server.password)
-    yield obs_server
-    if not obs_server.alive():
-        pytest.fail("OBS died during this test:\n" + obs_server.log_tail())
-
+# (the session's OBS, obs_server and obs, is conftest.py's: one OBS for every test file)
 
 @pytest.fixture
 def names(obs, request):
