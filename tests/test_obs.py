@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from obs_fixtures import HeadlessOBS, ObsDied, require_obs_binaries
+from obs_fixtures import HeadlessOBS, ObsDied, connections_to, require_obs_binaries
 from thacam import cli
 from thacam.errors import ObsAuthError, ObsConnectionError
 from thacam.obs import (CHROMA_FILTER_KIND, MARKER_KEY, PASSWORD_ENV, ObsController, ObsSession,
@@ -417,8 +417,12 @@ def test_wrong_or_missing_password_names_the_variable_and_is_never_shown(obs, na
     monkeypatch.delenv(PASSWORD_ENV)
     assert cli.main(status) == 2
     assert f"{PASSWORD_ENV} is not set" in capsys.readouterr().err
-    with pytest.raises(ObsAuthError, match=PASSWORD_ENV):
+    before = connections_to(obs.port)
+    with pytest.raises(ObsAuthError, match=PASSWORD_ENV) as refused:
         ObsSession(_settings(obs, names))
+    # obsws-python leaves the socket of a failed identify open (OBS then waits on it); while the
+    # error, and with it the half-made client, is still alive, the socket must be closed
+    assert refused.value and connections_to(obs.port) == before
 
     # a live run: one warning, OBS control off, frames unaffected
     monkeypatch.setenv(PASSWORD_ENV, wrong)

@@ -225,12 +225,21 @@ class ObsSession:
         self.settings = settings
         ws = _obsws()
         secret = os.environ.get(PASSWORD_ENV, "") if password is None else password
-        with _translated(settings, connecting=True):
-            # All three connection parameters explicitly: with none given, obsws-python reads
-            # config.toml from the working directory or the home folder.
-            self._client = ws.ReqClient(host=settings.host, port=settings.port, password=secret,
-                                        timeout=settings.timeout_s)
-        del secret
+        # Built in two steps so a client whose identify fails can still be closed: obsws-python
+        # leaves that socket open, and OBS then waits on it (5 s more to quit, after a missing
+        # password).
+        self._client = ws.ReqClient.__new__(ws.ReqClient)
+        try:
+            with _translated(settings, connecting=True):
+                # All three connection parameters explicitly: with none given, obsws-python
+                # reads config.toml from the working directory or the home folder.
+                self._client.__init__(host=settings.host, port=settings.port, password=secret,
+                                      timeout=settings.timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            del secret
         try:
             self.version = ObsVersion.from_response(self.call("GetVersion"))
         except BaseException:
