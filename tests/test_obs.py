@@ -427,7 +427,8 @@ def test_wrong_or_missing_password_names_the_variable_and_is_never_shown(obs, na
     # a live run: one warning, OBS control off, frames unaffected
     monkeypatch.setenv(PASSWORD_ENV, wrong)
     controller = ObsController(_settings(obs, names)).start()
-    _wait_for(lambda: controller.state == "off", 10, "the controller to give up on the password")
+    _wait_for(lambda: controller.state == "password refused", 10,
+              "the controller to give up on the password")
     controller.on_frames_started()
     controller.on_stop()
     assert PASSWORD_ENV in (controller.off_reason or "")
