@@ -3,11 +3,15 @@
 Tests that need the fetched model files skip with a stated reason when they are absent (a user's
 fresh checkout), except under CI (CI set, or THACAM_REQUIRE_WEIGHTS=1), where a missing file
 is a failure: CI must never go green by skipping the real model.
+
+The session's headless OBS lives here, not in a test module: a fixture imported into a second
+module is a second fixture there, and would start a second OBS.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,29 @@ def renderer_cpu(weights_dir):
     from thacam.render.engine import Renderer
     return Renderer(RenderSettings(weights_dir=weights_dir, device="cpu", precision="float",
                                    backend="torch"))
+
+
+@pytest.fixture(scope="session")
+def obs_server(tmp_path_factory):
+    """One real OBS (obs_fixtures.HeadlessOBS) with a WebSocket password, for the session."""
+    from obs_fixtures import HeadlessOBS, ObsDied, require_obs_binaries
+    require_obs_binaries()
+    server = HeadlessOBS(tmp_path_factory.mktemp("obs"), password=secrets.token_urlsafe(12))
+    server.start()
+    yield server
+    try:
+        server.close()
+    except ObsDied as exc:
+        pytest.fail(f"OBS did not survive the session: {exc}")
+
+
+@pytest.fixture
+def obs(obs_server, monkeypatch):
+    """The session OBS, with THACAM_OBS_PASSWORD set; the test fails if OBS dies during it."""
+    from thacam.settings import PASSWORD_ENV
+    if not obs_server.alive():
+        pytest.fail("OBS died before this test:\n" + obs_server.log_tail())
+    monkeypatch.setenv(PASSWORD_ENV, obs_server.password)
+    yield obs_server
+    if not obs_server.alive():
+        pytest.fail("OBS died during this test:\n" + obs_server.log_tail())

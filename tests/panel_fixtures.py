@@ -77,21 +77,30 @@ class Keep(FrameSink):
         self.frames.append(rgba.copy())
 
 
-def write_profile(folder: Path) -> Path:
+def write_profile(folder: Path, extra: str = "") -> Path:
     path = folder / "panel_test.toml"
-    path.write_text(PROFILE_TEXT, encoding="utf-8")
+    path.write_text(PROFILE_TEXT + extra, encoding="utf-8")
     return path
+
+
+def obs_section(port: int, scene: str = "thacam", source: str = "thacam-avatar") -> str:
+    """The profile's [obs] for a run that drives the OBS on ``port``: quick to notice OBS going
+    and coming back, so a test waits seconds, not the defaults' tens of seconds."""
+    return (f'\n[obs]\nport = {port}\nscene = "{scene}"\nsource = "{source}"\ntimeout_s = 2.0\n'
+            "reconnect_initial_s = 0.2\nreconnect_max_s = 0.5\npoll_s = 0.2\n")
 
 
 @contextmanager
 def live_panel(tmp_path: Path, renderer=None, fps: float = 50.0, frames: int | None = None,
-               sink: FrameSink | None = None):
-    """A LiveRun with --panel on a free port, running in a thread; yields (run, url)."""
-    path = write_profile(tmp_path)
+               sink: FrameSink | None = None, obs: str | None = None):
+    """A LiveRun with --panel on a free port, running in a thread; yields (run, url).
+    ``obs``: an [obs] profile section (:func:`obs_section`), and the run drives OBS (--obs)."""
+    path = write_profile(tmp_path, obs or "")
     urls: list[str] = []
     run = LiveRun(load_profile(path), path, TurnedFace(), [sink or Keep()],
                   renderer or HeadColour(),
-                  LiveOptions(fps=fps, stats_every_s=0, panel=PanelAddress(port=0)),
+                  LiveOptions(fps=fps, stats_every_s=0, obs=obs is not None,
+                              panel=PanelAddress(port=0)),
                   on_panel=urls.append)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(stats=run.run(frames)),

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from obs_fixtures import HeadlessOBS, ObsDied, require_obs_binaries
+from obs_fixtures import HeadlessOBS, ObsDied, connections_to, require_obs_binaries
 from thacam import cli
 from thacam.errors import ObsAuthError, ObsConnectionError
 from thacam.obs import (CHROMA_FILTER_KIND, MARKER_KEY, PASSWORD_ENV, ObsController, ObsSession,
@@ -69,29 +69,7 @@ def test_obs_not_running_is_a_user_error():
 
 
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="session")
-def obs_server(tmp_path_factory):
-    require_obs_binaries()
-    server = HeadlessOBS(tmp_path_factory.mktemp("obs"), password=secrets.token_urlsafe(12))
-    server.start()
-    yield server
-    try:
-        server.close()
-    except ObsDied as exc:
-        pytest.fail(f"OBS did not survive the session: {exc}")
-
-
-@pytest.fixture
-def obs(obs_server, monkeypatch):
-    """The session OBS, with THACAM_OBS_PASSWORD set; the test fails if OBS dies during it."""
-    if not obs_server.alive():
-        pytest.fail("OBS died before this test:\n" + obs_server.log_tail())
-    monkeypatch.setenv(PASSWORD_ENV, obs_server.password)
-    yield obs_server
-    if not obs_server.alive():
-        pytest.fail("OBS died during this test:\n" + obs_server.log_tail())
-
+# (the session's OBS, obs_server and obs, is conftest.py's: one OBS for every test file)
 
 @pytest.fixture
 def names(obs, request):
@@ -439,13 +417,18 @@ def test_wrong_or_missing_password_names_the_variable_and_is_never_shown(obs, na
     monkeypatch.delenv(PASSWORD_ENV)
     assert cli.main(status) == 2
     assert f"{PASSWORD_ENV} is not set" in capsys.readouterr().err
-    with pytest.raises(ObsAuthError, match=PASSWORD_ENV):
+    before = connections_to(obs.port)
+    with pytest.raises(ObsAuthError, match=PASSWORD_ENV) as refused:
         ObsSession(_settings(obs, names))
+    # obsws-python leaves the socket of a failed identify open (OBS then waits on it); while the
+    # error, and with it the half-made client, is still alive, the socket must be closed
+    assert refused.value and connections_to(obs.port) == before
 
     # a live run: one warning, OBS control off, frames unaffected
     monkeypatch.setenv(PASSWORD_ENV, wrong)
     controller = ObsController(_settings(obs, names)).start()
-    _wait_for(lambda: controller.state == "off", 10, "the controller to give up on the password")
+    _wait_for(lambda: controller.state == "password refused", 10,
+              "the controller to give up on the password")
     controller.on_frames_started()
     controller.on_stop()
     assert PASSWORD_ENV in (controller.off_reason or "")

@@ -1,7 +1,7 @@
 """thacam's alpha stream in a real OBS Studio 29 under Xvfb: the Media Source `thacam obs setup`
 adds, what it shows (read back with GetSourceScreenshot), and the stream surviving OBS and thacam
-coming and going. The OBS fixtures and helpers are test_obs.py's; the numbered frames are
-test_output_stream.py's (the frame number sits in pixel (0, 0)).
+coming and going. The session OBS is conftest.py's, the helpers test_obs.py's; the numbered
+frames are test_output_stream.py's (the frame number sits in pixel (0, 0)).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from obs_fixtures import HeadlessOBS, ObsDied, free_port, require_obs_binaries
-from test_obs import (_enabled, _filters, _items, _settings, _wait_for, keyed_frame, names,  # noqa: F401
-                      obs, obs_server)
+from test_obs import (_enabled, _filters, _items, _settings, _wait_for, keyed_frame,  # noqa: F401
+                      names)
 from test_output_stream import Feeder, number
 from thacam import cli
 from thacam.obs import MARKER_KEY, PASSWORD_ENV, ObsController, ObsSession, ensure_setup

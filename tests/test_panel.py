@@ -28,7 +28,7 @@ from thacam.panel.api import live_settings
 from thacam.panel.preview import PanelPreview
 from thacam.profile import Profile, load_profile
 
-from panel_fixtures import (YAW, base_of, live_panel, request, token_of, wait_for,
+from panel_fixtures import (YAW, base_of, live_panel, obs_section, request, token_of, wait_for,
                             write_profile)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,6 +238,27 @@ def test_the_websocket_speaks_the_same_commands_and_pushes_state_and_preview(tmp
         everything = json.dumps(texts) + "".join(
             s if isinstance(s, str) else "" for s in seen)
         assert "hunter2" not in everything
+
+
+def test_obs_not_running_shows_in_the_state_with_what_to_do(tmp_path):
+    """OBS never there (nothing listens on its port): the state says so, with the command
+    line's own one-line advice. A real OBS coming and going, and a wrong password, are in
+    test_panel_page.py."""
+    from obs_fixtures import free_port
+    port = free_port()
+    with live_panel(tmp_path, obs=obs_section(port)) as (run, url):
+        base, token = base_of(url), token_of(url)
+        state = wait_for(lambda: (s := request(f"{base}/api/state", token=token)[1])["obs"]
+                         == "waiting for OBS" and s, 15, "OBS reported unreachable")
+        assert state["obs_problem"] == (
+            f"cannot reach OBS at 127.0.0.1:{port} (ConnectionRefusedError); start OBS and "
+            "enable Tools > WebSocket Server Settings > Enable WebSocket server, or point "
+            "thacam at it with --obs-host/--obs-port")
+        wait_for(lambda: run.pipeline.status().frames > 0, 15, "frames without OBS")
+    # a run without --obs: nothing about OBS at all
+    with live_panel(tmp_path) as (run, url):
+        state = request(f"{base_of(url)}/api/state", token=token_of(url))[1]
+        assert state["obs"] is None and state["obs_problem"] is None
 
 
 def test_the_preview_keeps_the_newest_frame_at_its_rate_and_alpha_survives():

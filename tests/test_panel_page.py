@@ -4,14 +4,19 @@ a setting's effect on the real THA3 model's frame.
 The browser tests drive a live run with a synthetic turned face and a renderer that paints
 head_y as a colour; the page's own controls are used the way a person uses them (keyboard on a
 slider, pointer held down on a button). Screenshots go to tmp_path, and also to
-$THACAM_SCREENSHOTS when set. CI budget: ~15 s, plus ~3 real frames (~5 s).
+$THACAM_SCREENSHOTS when set. The OBS chip is checked against the session's real headless OBS
+(conftest.py), killed and started again under the run. CI budget: ~15 s, plus ~3 real frames
+(~5 s), plus ~15 s with OBS.
 """
 
 from __future__ import annotations
 
 import http.server
 import io
+import json
+import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -25,7 +30,10 @@ from thacam.character import load_character
 from thacam.panel.api import live_settings
 from thacam.profile import load_profile
 
-from panel_fixtures import PROFILE_TEXT, base_of, live_panel, request, token_of, wait_for
+from panel_fixtures import (PROFILE_TEXT, base_of, live_panel, obs_section, request, token_of,
+                            wait_for)
+from test_obs import names  # noqa: F401  (unique OBS names, removed after the test)
+from thacam.settings import PASSWORD_ENV
 
 CHROMIUM = Path(os.environ.get("THACAM_CHROMIUM", "/usr/bin/chromium"))
 # Flags that keep a headless Chromium quiet and self-contained here (no network of its own).
@@ -160,6 +168,83 @@ def test_the_panel_works_in_a_real_browser(tmp_path, browser):
         wait_for(lambda: getattr(run.pipeline.expression, "name", None) == "wink", 15, "wink on")
         page.close(run_before_unload=True)
         wait_for(lambda: run.pipeline.expression is None, 15, "wink off when the tab closed")
+
+
+def _api_state(url: str) -> dict:
+    return request(f"{base_of(url)}/api/state", token=token_of(url))[1]
+
+
+def _obs_state(url: str, wanted: str, timeout: float = 20.0) -> dict:
+    return wait_for(lambda: (s := _api_state(url))["obs"] == wanted and s, timeout,
+                    f"the API's OBS state {wanted!r}")
+
+
+@pytest.mark.obs
+@pytest.mark.browser
+def test_the_obs_chip_follows_a_real_obs_going_and_coming_back(tmp_path, browser, obs, names):
+    section = obs_section(obs.port, names["scene"], names["source"])
+    with live_panel(tmp_path, obs=section) as (run, url):
+        state = _obs_state(url, "connected")
+        assert state["obs_problem"] is None
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#st-obs.ok")
+        assert page.inner_text("#st-obs") == "OBS connected"
+        assert not page.is_visible("#obs-problem")
+
+        obs.kill()                        # OBS closed under the run (or crashed)
+        state = _obs_state(url, "waiting for OBS", 10)
+        problem = state["obs_problem"]
+        assert problem.startswith(f"cannot reach OBS at 127.0.0.1:{obs.port} (")
+        assert "start OBS and enable Tools > WebSocket Server Settings" in problem
+        page.wait_for_selector("#st-obs.bad")
+        assert page.inner_text("#st-obs") == "OBS not reachable"
+        # the same one line the log has, in full (the reconnects may name another error type)
+        wait_for(lambda: page.is_visible("#obs-problem")
+                 and page.inner_text("#obs-problem") == _api_state(url)["obs_problem"],
+                 10, "the page to show what to do")
+        _shot(page, tmp_path, "panel-obs-down.png")
+
+        obs.start()                       # and it is back: connected again, nothing to do
+        _obs_state(url, "connected")
+        page.wait_for_selector("#st-obs.ok")
+        assert page.inner_text("#st-obs") == "OBS connected"
+        assert not page.is_visible("#obs-problem")
+        assert run.obs.reconnects == 1
+        page.close()
+
+
+@pytest.mark.obs
+@pytest.mark.browser
+def test_the_obs_chip_reports_a_wrong_password_and_never_shows_it(tmp_path, browser, obs, names,
+                                                                  monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = "not-the-" + secrets.token_hex(8)
+    monkeypatch.setenv(PASSWORD_ENV, wrong)
+    section = obs_section(obs.port, names["scene"], names["source"])
+    with live_panel(tmp_path, obs=section) as (run, url):
+        state = _obs_state(url, "password refused")
+        assert state["obs_problem"] == (
+            f"OBS at 127.0.0.1:{obs.port} rejected the WebSocket password from {PASSWORD_ENV}; "
+            f"set {PASSWORD_ENV} to the password shown in OBS under Tools > WebSocket Server "
+            "Settings > Show Connect Info")
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#st-obs.bad")
+        assert page.inner_text("#st-obs") == "OBS password refused"
+        wait_for(lambda: page.inner_text("#obs-problem") == state["obs_problem"], 10,
+                 "the page to show what to do")
+        _shot(page, tmp_path, "panel-obs-password.png")
+        seen = json.dumps([request(f"{base_of(url)}{p}", token=token_of(url))[1]
+                           for p in ("/api/state", "/api/settings")]) + page.content()
+        page.close()
+    monkeypatch.delenv(PASSWORD_ENV)      # no password at all: the same chip, its own advice
+    with live_panel(tmp_path, obs=section) as (run, url):
+        state = _obs_state(url, "password refused")
+        assert f"{PASSWORD_ENV} is not set" in state["obs_problem"]
+    seen += json.dumps(state) + caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert "rejected the WebSocket password" in caplog.text   # the log was really captured
+    assert wrong not in seen and obs.password not in seen
 
 
 class _Elsewhere(http.server.BaseHTTPRequestHandler):

@@ -179,6 +179,7 @@ class LiveRun:
             "sinks": [{"name": _sink_name(k), "description": k.description, "open": is_open}
                       for k, is_open in st.sinks],
             "obs": self.obs.state if self.obs is not None else None,
+            "obs_problem": self.obs.problem if self.obs is not None else None,
         }
 
     def run(self, frames: int | None = None) -> RunStats:

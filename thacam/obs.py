@@ -225,12 +225,21 @@ class ObsSession:
         self.settings = settings
         ws = _obsws()
         secret = os.environ.get(PASSWORD_ENV, "") if password is None else password
-        with _translated(settings, connecting=True):
-            # All three connection parameters explicitly: with none given, obsws-python reads
-            # config.toml from the working directory or the home folder.
-            self._client = ws.ReqClient(host=settings.host, port=settings.port, password=secret,
-                                        timeout=settings.timeout_s)
-        del secret
+        # Built in two steps so a client whose identify fails can still be closed: obsws-python
+        # leaves that socket open, and OBS then waits on it (5 s more to quit, after a missing
+        # password).
+        self._client = ws.ReqClient.__new__(ws.ReqClient)
+        try:
+            with _translated(settings, connecting=True):
+                # All three connection parameters explicitly: with none given, obsws-python
+                # reads config.toml from the working directory or the home folder.
+                self._client.__init__(host=settings.host, port=settings.port, password=secret,
+                                      timeout=settings.timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            del secret
         try:
             self.version = ObsVersion.from_response(self.call("GetVersion"))
         except BaseException:
@@ -513,6 +522,9 @@ class ObsController:
         self._stopped = False
         self._state = "starting"
         self.off_reason: str | None = None      # why OBS control was turned off, if it was
+        # What is wrong with OBS right now, as the one actionable line the log got (no secrets:
+        # the messages name the password's variable, never its value); None while connected.
+        self.problem: str | None = None
         self.reconnects = 0
 
     # ------------------------------------------------------------ frame-loop side (never blocks)
@@ -540,7 +552,8 @@ class ObsController:
 
     @property
     def state(self) -> str:
-        """One of: connected, waiting for OBS, off, stopped (for status lines)."""
+        """One of: starting, connected, waiting for OBS, password refused, off, stopped (for
+        status lines; :attr:`problem` says why when it is not connected)."""
         return self._state
 
     def __enter__(self) -> "ObsController":
@@ -571,6 +584,7 @@ class ObsController:
                     setup = ensure_setup(session, s)
                     item_id, reopen = setup.scene_item_id, setup.kind == MEDIA_KIND
                     applied, switched = None, False
+                    self.problem = None
                     self._state = "connected"
                     if outage or ever_connected:
                         self.reconnects += 1
@@ -580,6 +594,7 @@ class ObsController:
                     outage, ever_connected, delay = False, True, s.reconnect_initial_s
                 except ObsConnectionError as exc:
                     session = self._drop(session)
+                    self.problem = str(exc)
                     self._state = "waiting for OBS"
                     if not outage:
                         outage = True
@@ -644,7 +659,8 @@ class ObsController:
                 except queue.Empty:
                     break
         self._drop(session)
-        self._state = "stopped" if self.off_reason is None else "off"
+        if self.off_reason is None:
+            self._state = "stopped"
 
     def _drop(self, session: ObsSession | None) -> None:
         if session is not None:
@@ -652,6 +668,7 @@ class ObsController:
         return None
 
     def _lost(self, session: ObsSession, exc: Exception) -> None:
+        self.problem = str(exc)
         self._state = "waiting for OBS"
         log.warning("lost the connection to OBS at %s (%s); thacam keeps running and "
                     "reconnects when OBS is back", self.settings.address,
@@ -659,6 +676,7 @@ class ObsController:
         return self._drop(session)
 
     def _turn_off(self, exc: ObsError) -> None:
-        self.off_reason = str(exc)
-        self._state = "off"
+        self.off_reason = self.problem = str(exc)
+        # A password problem is the one a user most often has to fix in OBS: named apart.
+        self._state = "password refused" if isinstance(exc, ObsAuthError) else "off"
         log.warning("%s. OBS control is off for this run", exc)

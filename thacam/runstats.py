@@ -69,11 +69,6 @@ class RunStats:
     threads_left: tuple[str, ...] = ()
     trace: tuple[FrameTrace, ...] = field(default=(), repr=False)
 
-    @property
-    def skipped_camera_frames(self) -> int:
-        """Camera frames never rendered (skipped on purpose to stay current)."""
-        return max(0, self.captured - (self.frames - self.idle_frames))
-
     def line(self) -> str:
         """One status line: fps, latency, camera frames dropped so far, per-stage ms."""
         lat = ("latency p50 %.0f / p95 %.0f ms" % (self.latency_p50_ms, self.latency_p95_ms)

@@ -138,8 +138,10 @@ def _print_run_stats(stats) -> None:
     console.print(table)
     lat = (f"p50 {stats.latency_p50_ms:.0f} ms, p95 {stats.latency_p95_ms:.0f} ms"
            if stats.latency_p50_ms is not None else "n/a (no camera frames)")
+    # "dropped" is the status line's "drop N" (RunStats.dropped): one definition, so the
+    # summary never contradicts the last line printed before it.
     console.print(f"output {stats.fps:.2f} fps; camera->output latency {lat}; camera frames "
-                  f"{stats.captured} read, {stats.skipped_camera_frames} skipped to stay current; "
+                  f"{stats.captured} read, {stats.dropped} dropped to stay current; "
                   f"{stats.idle_frames} idle frames; {stats.render_errors} render errors; "
                   f"camera lost {stats.camera_losses}x, back {stats.camera_reopens}x; "
                   f"stopped in {stats.shutdown_s:.2f} s")

@@ -9,6 +9,10 @@ const COLORS = { fps: "#6cb6ff", latency: "#f0f0f0", track: "#3fb950", retarget:
 let chain = Promise.resolve();   // POSTs in order: a release never overtakes its press
 let state = null;
 let exprNames = "";
+const OBS_CHIP = { "starting": "OBS connecting", "connected": "OBS connected",
+                   "waiting for OBS": "OBS not reachable",
+                   "password refused": "OBS password refused", "off": "OBS control off",
+                   "stopped": "OBS stopped" };
 
 function say(text, error = false) {
   $("message").textContent = text;
@@ -193,7 +197,15 @@ function showState(s) {
   const vcam = s.sinks.find((k) => k.name === "vcam");
   chip("st-vcam", vcam ? (vcam.open ? "virtual camera on" : "no virtual camera") :
        "virtual camera not used", vcam ? vcam.open : null);
-  chip("st-obs", s.obs ? `OBS ${s.obs}` : "OBS not used", s.obs ? s.obs === "connected" : null);
+  chip("st-obs", s.obs ? OBS_CHIP[s.obs] || `OBS ${s.obs}` : "OBS not used",
+       s.obs && s.obs !== "starting" ? s.obs === "connected" : null);
+  // The chip is too small for what to do about OBS: the server's one line goes below the header
+  // (rewritten only when it changes, so a screen reader announces it once).
+  const problem = s.obs_problem || "";
+  if ($("obs-problem").textContent !== problem) {
+    $("obs-problem").textContent = problem;
+    $("obs-problem").hidden = !problem;
+  }
   $("unsaved").textContent = s.unsaved ? "unsaved changes" : "";
   const names = s.expressions.map((e) => e.name + e.mode).join();
   if (names !== exprNames) { exprNames = names; buildExpressions(s.expressions); }
