@@ -54,7 +54,10 @@ class RenderSettings(Settings):
         "frame on an H200). fused = thacam's Triton kernels (instance norm + activation + "
         "residual in one pass, transposed depthwise convs as plain ones) and one CUDA graph per "
         "frame; new, not yet measured on a GPU, falls back to stock's ops where Triton cannot "
-        "run. No effect on the CPU.", flag="--kernels")
+        "run. No effect on the CPU.", flag="--kernels",
+        cli_help="GPU kernels: stock (PyTorch and cuDNN; the measured default) or fused "
+        "(thacam's Triton kernels, one CUDA graph per frame; not yet measured on a GPU). No "
+        "effect on the CPU.")
     weights_dir: Path = setting(
         DEFAULT_WEIGHTS_DIR, help="Folder with the model files.", profile=False)
     cache: bool = setting(
