@@ -20,6 +20,7 @@ mediapipe or triton at module level (Triton is optional and only loaded for CUDA
 from __future__ import annotations
 
 import copy
+import importlib
 import itertools
 import logging
 import os
@@ -51,7 +52,6 @@ def triton_function(path: str):
     if path not in _triton_fns:
         module, name = path.split(":")
         try:
-            import importlib
             _triton_fns[path] = getattr(importlib.import_module(module), name)
         except Exception as exc:  # noqa: BLE001 - no Triton, or one that does not match torch
             log.warning("Triton kernels unavailable (%s: %s); using PyTorch's ops",
