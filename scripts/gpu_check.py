@@ -21,6 +21,7 @@ section prints its traceback and lets the others run:
   profile    torch.profiler, eager (no graphs), stock vs fused: kernels per frame and the top
              kernels by GPU time
   norm       one norm + activation alone: PyTorch vs the Triton kernels at several chunk sizes
+  sepconv    a fused depthwise + pointwise Triton kernel (exploration) vs cuDNN's two
   memory     a fresh process per configuration: one half renderer, 30 frames, allocated and
              reserved (also with expandable segments)
   accuracy   half vs float over every sample x 4 poses (8-bit PSNR); float32 fused vs the
@@ -300,6 +301,18 @@ def section_norm(log, device, args) -> None:
         log(f"{str(shape):20s} " + "  ".join(row))
 
 
+def section_sepconv(log, device, args) -> None:
+    """The exploratory fused separable conv (scripts/benchmarks/sepconv_triton.py) vs cuDNN."""
+    script = REPO / "scripts" / "benchmarks" / "sepconv_triton.py"
+    cmd, env = [sys.executable, str(script)], {**os.environ}
+    if device.type != "cuda":
+        cmd.append("--check")
+        env["TRITON_INTERPRET"] = "1"
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO, env=env)
+    log(f"\n== fused separable conv (exploration; exit {run.returncode}) ==")
+    log(run.stdout.strip() or run.stderr.strip()[-2000:])
+
+
 def _profile(device, staged: StagedPoser, poses: np.ndarray) -> list[tuple[str, float, float]]:
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -482,7 +495,7 @@ def section_compile(log, device, args) -> None:
 
 
 SECTIONS = {"env": section_env, "timing": section_timing, "render": section_render,
-            "profile": section_profile, "norm": section_norm,
+            "profile": section_profile, "norm": section_norm, "sepconv": section_sepconv,
             "memory": section_memory, "accuracy": section_accuracy, "batch": section_batch,
             "tests": section_tests, "bench": section_bench, "compile": section_compile}
 

@@ -230,3 +230,14 @@ def test_triton_rgba_kernel_matches_the_pytorch_conversion_in_the_interpreter():
     run = _interpret(_INTERPRETED_RGBA)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "rgba ok" in run.stdout
+
+
+@_needs_triton
+def test_the_exploratory_fused_separable_conv_is_right_before_it_is_timed():
+    """scripts/benchmarks/sepconv_triton.py (measured by the GPU run, not shipped) against
+    PyTorch's two convolutions, in the interpreter: a wrong kernel must not be timed."""
+    run = subprocess.run([sys.executable, "scripts/benchmarks/sepconv_triton.py", "--check"],
+                         capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert float(run.stdout.split(":")[-1]) < 1e-4
