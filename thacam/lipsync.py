@@ -11,9 +11,10 @@ Per audio block (``block_ms``, at most 32 ms):
   which ``open`` already has). The nearest of five A/I/U/E/O templates by cosine distance wins,
   softly: weights fall off with the distance over ``vowel_softness``.
 
-The shipped templates are made here, not recorded: a pulse train at 120 Hz through textbook
-formants of the Japanese vowels (``_FORMANTS``), analysed like any voice. They suit an adult
-voice roughly; ``thacam voice calibrate`` records the user's own five vowels into the profile's
+The shipped templates are made here, not recorded: textbook formants of the Japanese vowels
+(``_FORMANTS``) voiced by a formant synthesiser (glottal source, lip radiation, F1..F5) at
+several vocal-tract lengths and pitches, analysed like any voice and averaged. They suit most
+voices roughly; ``thacam voice calibrate`` records the user's own five vowels into the profile's
 ``[lipsync]`` templates, which then replace them.
 
 How the audio's mouth and the webcam's combine (``blend``), see :func:`blend_mouth`.
@@ -198,27 +199,39 @@ def resample(samples: np.ndarray, rate: float, to: int = SAMPLE_RATE) -> np.ndar
     return np.interp(np.arange(n) * (rate / to), np.arange(x.size), x).astype(np.float32)
 
 
-def _synth_vowel(formants: Sequence[float], seconds: float = 0.3, f0: float = 120.0) -> np.ndarray:
-    """A pulse train through three two-pole resonators (a textbook formant synthesiser)."""
-    n = int(seconds * SAMPLE_RATE)
-    x = np.zeros(n)
-    x[::int(SAMPLE_RATE / f0)] = 1.0
-    for f, bw in zip(formants, (80.0, 100.0, 150.0)):
+# The built-in templates average synthetic voices over these vocal-tract lengths (formants scaled:
+# a long adult tract .. a child's) and pitches (low male .. high female), so they suit no one voice.
+_TRACT_SCALES = (0.9, 1.0, 1.1, 1.2)
+_PITCHES = (110.0, 180.0, 250.0)
+# F4, F5 (Hz) and the bandwidths (Hz) of F1..F5: a textbook cascade synthesiser's defaults.
+_HIGH_FORMANTS = (3500.0, 4500.0)
+_BANDWIDTHS = (80.0, 100.0, 150.0, 250.0, 300.0)
+
+
+def _synth_vowel(formants: Sequence[float], f0: float = 120.0, seconds: float = 0.1
+                 ) -> np.ndarray:
+    """A steady vowel, as a sum of its voice's harmonics: a glottal source (-12 dB/octave), the
+    lips' radiation (+6 dB/octave) and five two-pole formant resonators (F4, F5 fixed)."""
+    h = np.arange(1, int(7800.0 / f0) + 1)
+    w = 2 * np.pi * h * f0 / SAMPLE_RATE
+    z = np.exp(-1j * w)
+    response = (1 - z) / (1 - 0.99 * z) ** 2
+    for f, bw in zip((*formants, *_HIGH_FORMANTS), _BANDWIDTHS):
         r = math.exp(-math.pi * bw / SAMPLE_RATE)
-        a1, a2 = 2 * r * math.cos(2 * math.pi * f / SAMPLE_RATE), -r * r
-        y = np.zeros(n)
-        y1 = y2 = 0.0
-        for i in range(n):
-            y1, y2 = x[i] + a1 * y1 + a2 * y2, y1
-            y[i] = y1
-        x = y
+        a1 = 2 * r * math.cos(2 * math.pi * f / SAMPLE_RATE)
+        response = response * (1 - a1 + r * r) / (1 - a1 * z + r * r * z * z)
+    t = np.arange(int(seconds * SAMPLE_RATE))
+    x = np.abs(response) @ np.cos(w[:, None] * t + np.angle(response)[:, None])
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
 def default_templates(pre_emphasis: float = 0.97) -> np.ndarray:
-    """(5, 12): the built-in templates, from synthetic vowels at textbook formants."""
-    return np.stack([templates_from(_synth_vowel(_FORMANTS[v]), pre_emphasis) for v in VOWELS])
+    """(5, 12): the built-in templates, from synthetic vowels at textbook formants, averaged over
+    vocal-tract lengths and pitches."""
+    return np.stack([_unit(np.mean([
+        templates_from(_synth_vowel([s * f for f in _FORMANTS[v]], f0), pre_emphasis)
+        for s in _TRACT_SCALES for f0 in _PITCHES], axis=0)) for v in VOWELS])
 
 
 def templates_from(samples: np.ndarray, pre_emphasis: float = 0.97) -> np.ndarray:
