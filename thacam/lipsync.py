@@ -9,7 +9,15 @@ Per audio block (``block_ms``, at most 32 ms):
 * **vowel**: uLipSync's method (hecomi/uLipSync): pre-emphasis, a Hamming window over the last
   ``WINDOW`` samples, a mel filterbank, the log, a DCT, and 12 MFCCs (c1..c12; c0 is the level,
   which ``open`` already has). The nearest of five A/I/U/E/O templates by cosine distance wins,
-  softly: weights fall off with the distance over ``vowel_softness``.
+  softly: weights fall off with the distance over ``vowel_softness``;
+* **speaker normalisation** (cepstral mean normalisation, ``vowel_adapt_s``): before the cosine,
+  the block's MFCCs lose a running mean of the speaker's voiced blocks and the templates lose
+  theirs, so what every vowel of a voice (and a microphone) shares, its spectral tilt and
+  colouring, no longer counts; only how the vowels differ from each other. The running mean
+  starts at the templates' own mean (worth ``PRIOR_S`` of voice), so the first syllable is
+  heard as without it, and follows the speaker over the next seconds of speech. A steady held
+  vowel moves the mean straight towards itself, which keeps its direction from the mean: held
+  vowels are heard as at the start.
 
 The shipped templates are made here, not recorded: textbook formants of the Japanese vowels
 (``_FORMANTS``) voiced by a formant synthesiser (glottal source, lip radiation, F1..F5) at
@@ -40,6 +48,7 @@ __all__ = ["LipSyncSettings", "Speech", "LipSync", "VOWELS", "MOUTH_PARAMS", "SA
            "analyse", "resample", "heard_vowel", "calibrate"]
 
 SAMPLE_RATE = 16000             # every input is analysed at this rate (as uLipSync does)
+PRIOR_S = 0.5                   # the templates' mean weighs as much as this much voice (s)
 WINDOW = 512                    # 32 ms: long enough for two pitch periods of a low voice
 N_MFCC = 12
 N_MEL = 26
@@ -91,6 +100,10 @@ class LipSyncSettings(Settings):
         "weight (small = the nearest vowel alone)")
     vowel_ms: float = tunable(
         30.0, 1.0, 500.0, help="time constant (ms) of the vowel weights' smoothing")
+    vowel_adapt_s: float = tunable(
+        2.0, 0.0, 60.0, help="time constant (s of voice) of the speaker's running mean MFCC, "
+        "taken off before matching the templates (centred on their own mean): adapts the "
+        "vowels to the voice and microphone; 0 = off (raw cosine, as uLipSync)")
     blend: str = tunable(
         "auto", choices=BLEND_MODES, help="webcam mouth + audio mouth: auto = the audio leads "
         "while voiced, the face while silent; audio = the audio's mouth only; face = the "
@@ -253,9 +266,14 @@ class LipSync:
 
     def __init__(self, settings: LipSyncSettings | None = None):
         self.settings = (settings or LipSyncSettings()).validate()
-        self._templates = self.settings.templates()
+        self._set_templates(self.settings.templates())
         self.block = max(1, int(round(self.settings.block_ms * SAMPLE_RATE / 1000.0)))
         self.reset()
+
+    def _set_templates(self, templates: np.ndarray) -> None:
+        self._templates = templates
+        self._prior = templates.mean(axis=0)
+        self._centred = _unit(templates - self._prior)
 
     def reset(self) -> None:
         self._ring = np.zeros(WINDOW, np.float32)
@@ -265,11 +283,13 @@ class LipSync:
         self._vowels = np.array([1.0, 0, 0, 0, 0])
         self._voiced = False
         self._t_ms = 0.0
+        self._mean = self._prior.copy()     # the speaker's running mean MFCC
+        self._heard = 0                     # voiced blocks it has seen
 
     def apply_settings(self, settings: LipSyncSettings) -> None:
         """Live tuning; the block size keeps its value until the next start."""
         self.settings = replace(settings, block_ms=self.settings.block_ms).validate()
-        self._templates = self.settings.templates()
+        self._set_templates(self.settings.templates())    # the speaker's mean stays theirs
 
     def feed(self, samples: np.ndarray, t_ms: float | None = None) -> list[Speech]:
         """Append audio; returns a Speech for each whole block completed. ``t_ms`` is the time
@@ -301,7 +321,7 @@ class LipSync:
         tau = s.attack_ms if target > self._open else s.release_ms
         self._open += (target - self._open) * (1.0 - math.exp(-dt_ms / tau))
         if voiced:
-            d = 1.0 - self._templates @ mfcc(self._ring, s.pre_emphasis)
+            d = self._distances(mfcc(self._ring, s.pre_emphasis), dt_ms)
             w = np.exp(-(d - d.min()) / s.vowel_softness)
             w /= w.sum()
             # A syllable after silence starts on its own vowel, not on the last one's.
@@ -311,6 +331,20 @@ class LipSync:
         vowels = self._vowels / self._vowels.sum()
         return Speech(self._t_ms, float(self._open), tuple(float(v) for v in vowels), level,
                       voiced)
+
+
+    def _distances(self, c: np.ndarray, dt_ms: float) -> np.ndarray:
+        """Cosine distances of one voiced block's MFCCs to the five templates."""
+        adapt_s = self.settings.vowel_adapt_s
+        if adapt_s <= 0.0:
+            return 1.0 - self._templates @ c
+        # An exponential mean that starts as the mean of the prior (PRIOR_S of voice) and the
+        # blocks heard so far, then forgets over adapt_s.
+        self._heard += 1
+        k = max(1.0 - math.exp(-dt_ms / (1000.0 * adapt_s)),
+                1.0 / (PRIOR_S * 1000.0 / dt_ms + self._heard))
+        self._mean += (c - self._mean) * k
+        return 1.0 - self._centred @ _unit(c - self._mean)
 
 
 def analyse(samples: np.ndarray, settings: LipSyncSettings | None = None,
