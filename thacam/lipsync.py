@@ -9,11 +9,20 @@ Per audio block (``block_ms``, at most 32 ms):
 * **vowel**: uLipSync's method (hecomi/uLipSync): pre-emphasis, a Hamming window over the last
   ``WINDOW`` samples, a mel filterbank, the log, a DCT, and 12 MFCCs (c1..c12; c0 is the level,
   which ``open`` already has). The nearest of five A/I/U/E/O templates by cosine distance wins,
-  softly: weights fall off with the distance over ``vowel_softness``.
+  softly: weights fall off with the distance over ``vowel_softness``;
+* **speaker normalisation** (cepstral mean normalisation, ``vowel_adapt_s``): before the cosine,
+  the block's MFCCs lose a running mean of the speaker's voiced blocks and the templates lose
+  theirs, so what every vowel of a voice (and a microphone) shares, its spectral tilt and
+  colouring, no longer counts; only how the vowels differ from each other. The running mean
+  starts at the templates' own mean (worth ``PRIOR_S`` of voice), so the first syllable is
+  heard as without it, and follows the speaker over the next seconds of speech. A steady held
+  vowel moves the mean straight towards itself, which keeps its direction from the mean: held
+  vowels are heard as at the start.
 
-The shipped templates are made here, not recorded: a pulse train at 120 Hz through textbook
-formants of the Japanese vowels (``_FORMANTS``), analysed like any voice. They suit an adult
-voice roughly; ``thacam voice calibrate`` records the user's own five vowels into the profile's
+The shipped templates are made here, not recorded: textbook formants of the Japanese vowels
+(``_FORMANTS``) voiced by a formant synthesiser (glottal source, lip radiation, F1..F5) at
+several vocal-tract lengths and pitches, analysed like any voice and averaged. They suit most
+voices roughly; ``thacam voice calibrate`` records the user's own five vowels into the profile's
 ``[lipsync]`` templates, which then replace them.
 
 How the audio's mouth and the webcam's combine (``blend``), see :func:`blend_mouth`.
@@ -39,6 +48,7 @@ __all__ = ["LipSyncSettings", "Speech", "LipSync", "VOWELS", "MOUTH_PARAMS", "SA
            "analyse", "resample", "heard_vowel", "calibrate"]
 
 SAMPLE_RATE = 16000             # every input is analysed at this rate (as uLipSync does)
+PRIOR_S = 0.5                   # the templates' mean weighs as much as this much voice (s)
 WINDOW = 512                    # 32 ms: long enough for two pitch periods of a low voice
 N_MFCC = 12
 N_MEL = 26
@@ -90,6 +100,10 @@ class LipSyncSettings(Settings):
         "weight (small = the nearest vowel alone)")
     vowel_ms: float = tunable(
         30.0, 1.0, 500.0, help="time constant (ms) of the vowel weights' smoothing")
+    vowel_adapt_s: float = tunable(
+        2.0, 0.0, 60.0, help="time constant (s of voice) of the speaker's running mean MFCC, "
+        "taken off before matching the templates (centred on their own mean): adapts the "
+        "vowels to the voice and microphone; 0 = off (raw cosine, as uLipSync)")
     blend: str = tunable(
         "auto", choices=BLEND_MODES, help="webcam mouth + audio mouth: auto = the audio leads "
         "while voiced, the face while silent; audio = the audio's mouth only; face = the "
@@ -198,27 +212,39 @@ def resample(samples: np.ndarray, rate: float, to: int = SAMPLE_RATE) -> np.ndar
     return np.interp(np.arange(n) * (rate / to), np.arange(x.size), x).astype(np.float32)
 
 
-def _synth_vowel(formants: Sequence[float], seconds: float = 0.3, f0: float = 120.0) -> np.ndarray:
-    """A pulse train through three two-pole resonators (a textbook formant synthesiser)."""
-    n = int(seconds * SAMPLE_RATE)
-    x = np.zeros(n)
-    x[::int(SAMPLE_RATE / f0)] = 1.0
-    for f, bw in zip(formants, (80.0, 100.0, 150.0)):
+# The built-in templates average synthetic voices over these vocal-tract lengths (formants scaled:
+# a long adult tract .. a child's) and pitches (low male .. high female), so they suit no one voice.
+_TRACT_SCALES = (0.9, 1.0, 1.1, 1.2)
+_PITCHES = (110.0, 180.0, 250.0)
+# F4, F5 (Hz) and the bandwidths (Hz) of F1..F5: a textbook cascade synthesiser's defaults.
+_HIGH_FORMANTS = (3500.0, 4500.0)
+_BANDWIDTHS = (80.0, 100.0, 150.0, 250.0, 300.0)
+
+
+def _synth_vowel(formants: Sequence[float], f0: float = 120.0, seconds: float = 0.1
+                 ) -> np.ndarray:
+    """A steady vowel, as a sum of its voice's harmonics: a glottal source (-12 dB/octave), the
+    lips' radiation (+6 dB/octave) and five two-pole formant resonators (F4, F5 fixed)."""
+    h = np.arange(1, int(7800.0 / f0) + 1)
+    w = 2 * np.pi * h * f0 / SAMPLE_RATE
+    z = np.exp(-1j * w)
+    response = (1 - z) / (1 - 0.99 * z) ** 2
+    for f, bw in zip((*formants, *_HIGH_FORMANTS), _BANDWIDTHS):
         r = math.exp(-math.pi * bw / SAMPLE_RATE)
-        a1, a2 = 2 * r * math.cos(2 * math.pi * f / SAMPLE_RATE), -r * r
-        y = np.zeros(n)
-        y1 = y2 = 0.0
-        for i in range(n):
-            y1, y2 = x[i] + a1 * y1 + a2 * y2, y1
-            y[i] = y1
-        x = y
+        a1 = 2 * r * math.cos(2 * math.pi * f / SAMPLE_RATE)
+        response = response * (1 - a1 + r * r) / (1 - a1 * z + r * r * z * z)
+    t = np.arange(int(seconds * SAMPLE_RATE))
+    x = np.abs(response) @ np.cos(w[:, None] * t + np.angle(response)[:, None])
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
 def default_templates(pre_emphasis: float = 0.97) -> np.ndarray:
-    """(5, 12): the built-in templates, from synthetic vowels at textbook formants."""
-    return np.stack([templates_from(_synth_vowel(_FORMANTS[v]), pre_emphasis) for v in VOWELS])
+    """(5, 12): the built-in templates, from synthetic vowels at textbook formants, averaged over
+    vocal-tract lengths and pitches."""
+    return np.stack([_unit(np.mean([
+        templates_from(_synth_vowel([s * f for f in _FORMANTS[v]], f0), pre_emphasis)
+        for s in _TRACT_SCALES for f0 in _PITCHES], axis=0)) for v in VOWELS])
 
 
 def templates_from(samples: np.ndarray, pre_emphasis: float = 0.97) -> np.ndarray:
@@ -240,9 +266,14 @@ class LipSync:
 
     def __init__(self, settings: LipSyncSettings | None = None):
         self.settings = (settings or LipSyncSettings()).validate()
-        self._templates = self.settings.templates()
+        self._set_templates(self.settings.templates())
         self.block = max(1, int(round(self.settings.block_ms * SAMPLE_RATE / 1000.0)))
         self.reset()
+
+    def _set_templates(self, templates: np.ndarray) -> None:
+        self._templates = templates
+        self._prior = templates.mean(axis=0)
+        self._centred = _unit(templates - self._prior)
 
     def reset(self) -> None:
         self._ring = np.zeros(WINDOW, np.float32)
@@ -252,11 +283,13 @@ class LipSync:
         self._vowels = np.array([1.0, 0, 0, 0, 0])
         self._voiced = False
         self._t_ms = 0.0
+        self._mean = self._prior.copy()     # the speaker's running mean MFCC
+        self._heard = 0                     # voiced blocks it has seen
 
     def apply_settings(self, settings: LipSyncSettings) -> None:
         """Live tuning; the block size keeps its value until the next start."""
         self.settings = replace(settings, block_ms=self.settings.block_ms).validate()
-        self._templates = self.settings.templates()
+        self._set_templates(self.settings.templates())    # the speaker's mean stays theirs
 
     def feed(self, samples: np.ndarray, t_ms: float | None = None) -> list[Speech]:
         """Append audio; returns a Speech for each whole block completed. ``t_ms`` is the time
@@ -288,7 +321,7 @@ class LipSync:
         tau = s.attack_ms if target > self._open else s.release_ms
         self._open += (target - self._open) * (1.0 - math.exp(-dt_ms / tau))
         if voiced:
-            d = 1.0 - self._templates @ mfcc(self._ring, s.pre_emphasis)
+            d = self._distances(mfcc(self._ring, s.pre_emphasis), dt_ms)
             w = np.exp(-(d - d.min()) / s.vowel_softness)
             w /= w.sum()
             # A syllable after silence starts on its own vowel, not on the last one's.
@@ -298,6 +331,20 @@ class LipSync:
         vowels = self._vowels / self._vowels.sum()
         return Speech(self._t_ms, float(self._open), tuple(float(v) for v in vowels), level,
                       voiced)
+
+
+    def _distances(self, c: np.ndarray, dt_ms: float) -> np.ndarray:
+        """Cosine distances of one voiced block's MFCCs to the five templates."""
+        adapt_s = self.settings.vowel_adapt_s
+        if adapt_s <= 0.0:
+            return 1.0 - self._templates @ c
+        # An exponential mean that starts as the mean of the prior (PRIOR_S of voice) and the
+        # blocks heard so far, then forgets over adapt_s.
+        self._heard += 1
+        k = max(1.0 - math.exp(-dt_ms / (1000.0 * adapt_s)),
+                1.0 / (PRIOR_S * 1000.0 / dt_ms + self._heard))
+        self._mean += (c - self._mean) * k
+        return 1.0 - self._centred @ _unit(c - self._mean)
 
 
 def analyse(samples: np.ndarray, settings: LipSyncSettings | None = None,

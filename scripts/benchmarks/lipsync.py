@@ -3,7 +3,10 @@
     .venv/bin/python scripts/benchmarks/lipsync.py
 
 Speech is espeak-ng's Japanese voice (needs the espeak-ng program), synthesised here: five held
-vowels in three voices (default, pitch 90, the female f3 variant). Latency is measured on the
+vowels in three voices (default, pitch 90, the female f3 variant), each vowel heard alone (a
+fresh analyser per vowel) and as mixed speech (the five vowels four times over in a shuffled
+order, 0.2 s apart, through one analyser, as a microphone hears a speaker: the speaker
+normalisation, lipsync.vowel_adapt_s, has voice to adapt to). Latency is measured on the
 live path: the microphone's callback (MicFaces.feed: resample 48 kHz -> 16 kHz, envelope, MFCC,
 templates) timed per 20 ms block, plus the block itself (PortAudio hands a block over only once it
 is full), plus the envelope's delay from a sound's onset to the mouth half open.
@@ -44,6 +47,25 @@ def confusion(samples: dict[str, np.ndarray], settings: LipSyncSettings) -> np.n
         for s in analyse(samples[v], settings):
             if s.voiced:
                 table[i, int(np.argmax(s.vowels))] += 1
+    return table
+
+
+def mixed(voice: dict[str, np.ndarray], settings: LipSyncSettings, rounds: int = 4,
+          seed: int = 0) -> np.ndarray:
+    """The confusion table over mixed speech: every voiced block inside a vowel is scored."""
+    rng = np.random.default_rng(seed)
+    gap = np.zeros(int(0.2 * SAMPLE_RATE), np.float32)
+    parts, labels = [], []
+    for _ in range(rounds):
+        for i in rng.permutation(len(VOWELS)):
+            parts += [voice[VOWELS[i]], gap]
+            labels += [np.full(voice[VOWELS[i]].size, i), np.full(gap.size, -1)]
+    label = np.concatenate(labels)
+    table = np.zeros((5, 5), int)
+    for s in analyse(np.concatenate(parts), settings):
+        said = label[min(int(s.t_ms * SAMPLE_RATE / 1000) - 1, label.size - 1)]
+        if s.voiced and said >= 0:
+            table[said, int(np.argmax(s.vowels))] += 1
     return table
 
 
@@ -109,12 +131,22 @@ def main() -> None:
                   for name, args in VOICES.items()}
     for name, voice in voices.items():
         show(f"{name} voice, built-in templates", confusion(voice, LipSyncSettings()))
+    for name, voice in voices.items():
+        show(f"{name} voice, mixed speech, built-in templates", mixed(voice, LipSyncSettings()))
+    print("\nmixed speech, built-in templates, without speaker normalisation (vowel_adapt_s = 0) "
+          "-> with it:")
+    for name, voice in voices.items():
+        off, on = (mixed(voice, LipSyncSettings(vowel_adapt_s=a)) for a in (0.0, 2.0))
+        print(f"  {name:>8s}: {np.trace(off) / off.sum():.0%} -> {np.trace(on) / on.sum():.0%}")
     base = calibrate(voices["default"], LipSyncSettings())
     for name in ("default", "high", "female"):
         show(f"{name} voice, templates calibrated on the default voice",
              confusion(voices[name], base))
     show("female voice, calibrated on itself",
          confusion(voices["female"], calibrate(voices["female"], LipSyncSettings())))
+    for name in ("default", "female"):
+        show(f"{name} voice, mixed speech, templates calibrated on the default voice",
+             mixed(voices[name], base))
     open_shut(voices["default"])
     latency()
 
