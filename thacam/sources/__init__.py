@@ -147,3 +147,6 @@ SOURCES.register("ifacialmocap", "thacam.sources.ifacialmocap:IFacialMocapFaces"
 SOURCES.register("vmc", "thacam.sources.vmc:VmcFaces",
                  "a VMC protocol sender (OSC over UDP: shapes and the head bone; default port "
                  "39539)", usage="vmc[:PORT]")
+SOURCES.register("openseeface", "thacam.sources.openseeface:OpenSeeFaceFaces",
+                 "OpenSeeFace's facetracker.py (VSeeFace's webcam tracker) over UDP (default port "
+                 "11573)", usage="openseeface[:PORT]")
