@@ -27,7 +27,7 @@ from thacam.sources.network import FRONTAL_PITCH_DEG
 from thacam.sources.openseeface import (FACE_BYTES, FEATURES, PORT, OpenSeeFaceFaces,
                                         head_angles, parse_face)
 
-from network_fixtures import fuzzed, receive_each, send_all
+from network_fixtures import Sender, fuzzed, receive_each, send_all
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED = json.loads((REPO / "tests" / "data" / "openseeface_packets.json").read_text())
@@ -139,7 +139,6 @@ def test_a_failed_3d_fit_is_no_sample_and_no_error(source):
     data[28] = 0                                       # OpenSeeFace's "3-D fit failed" flag
     struct.pack_into("<4f", data, 33, 0, 0, 0, 0)       # what it sends with it
     receive_each(source, [PACKETS["original"]])
-    Sender = __import__("network_fixtures").Sender
     sender = Sender(source.port)
     sender.send(bytes(data))
     sender.close()
