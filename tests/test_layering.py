@@ -52,6 +52,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources.network": TORCH_CV2_MP,
     "sources.ifacialmocap": TORCH_CV2_MP,
     "sources.vmc": TORCH_CV2_MP,
+    "sources.openseeface": TORCH_CV2_MP,
     "pipeline": ("torch",),
     "runstats": TORCH_CV2_MP,
     "offline": ("torch",),
