@@ -133,3 +133,16 @@ def fuzzed(packets: list[bytes], rng: np.random.Generator, n: int) -> dict[str, 
         "oversized": [pick[0] * (1 + 40_000 // len(pick[0])), bytes(65_000)],
         "random": [rng.bytes(int(rng.integers(1, 3000))) for _ in range(n // 4)] + [b""],
     }
+
+
+def survive_storm(source, storm: dict[str, list[bytes]], rng: np.random.Generator):
+    """Send every packet of ``storm`` (shuffled) and check what every network source must do:
+    nothing raised, every packet counted, each oversized one rejected as such. Returns the
+    stats for the source's own checks."""
+    everything = [p for group in storm.values() for p in group]
+    rng.shuffle(everything)
+    send_all(source, everything)
+    stats = source.packet_stats()
+    assert source.error is None and stats.received == len(everything)
+    assert stats.rejected["oversized"] == len(storm["oversized"])
+    return stats
