@@ -9,7 +9,8 @@ import pytest
 
 from thacam.errors import SettingsError
 from thacam.lipsync import (MOUTH_PARAMS, SAMPLE_RATE, VOWELS, LipSync, LipSyncSettings, Speech,
-                            analyse, blend_mouth, default_templates, mfcc, templates_from)
+                            analyse, blend_mouth, default_templates, mfcc, mixed_confusion,
+                            templates_from)
 from thacam.pose import Pose
 from voice_fixtures import sentence, voices  # noqa: F401
 
@@ -75,25 +76,9 @@ def test_calibration_improves_a_voice_the_defaults_get_wrong(voices):
     assert accuracy(own) >= 0.95 > accuracy(default)
 
 
-def mixed_confusion(voices, voice: str, settings: LipSyncSettings, rounds: int = 4
-                    ) -> np.ndarray:
-    """As confusion, over mixed speech: the five vowels ``rounds`` times in a shuffled order,
-    0.2 s apart, through one analyser (as a microphone hears a speaker)."""
-    rng = np.random.default_rng(0)
-    gap = np.zeros(int(0.2 * SAMPLE_RATE), np.float32)
-    parts, labels = [], []
-    for _ in range(rounds):
-        for i in rng.permutation(5):
-            x = voices[voice, VOWELS[i]]
-            parts += [x, gap]
-            labels += [np.full(x.size, i), np.full(gap.size, -1)]
-    label = np.concatenate(labels)
-    table = np.zeros((5, 5), int)
-    for s in analyse(np.concatenate(parts), settings):
-        said = label[min(int(s.t_ms * SAMPLE_RATE / 1000) - 1, label.size - 1)]
-        if s.voiced and said >= 0:
-            table[said, int(np.argmax(s.vowels))] += 1
-    return table
+def mixed(voices, voice: str, settings: LipSyncSettings, rounds: int = 4) -> np.ndarray:
+    """As confusion, over mixed speech (lipsync.mixed_confusion: one analyser, shuffled)."""
+    return mixed_confusion({v: voices[voice, v] for v in VOWELS}, settings, rounds)
 
 
 def test_speaker_normalisation_tells_e_from_i_without_calibration(voices):
@@ -101,8 +86,8 @@ def test_speaker_normalisation_tells_e_from_i_without_calibration(voices):
     # the speaker's running mean MFCC (vowel_adapt_s) fixes that once there is mixed speech to
     # adapt to. Its u (a rounded [u], F2 ~ 780 Hz, where Japanese u is ~ 1300) stays heard as o.
     for voice in ("base", "high"):
-        raw = mixed_confusion(voices, voice, LipSyncSettings(vowel_adapt_s=0.0))
-        adapted = mixed_confusion(voices, voice, LipSyncSettings())
+        raw = mixed(voices, voice, LipSyncSettings(vowel_adapt_s=0.0))
+        adapted = mixed(voices, voice, LipSyncSettings())
         print(voice, "raw\n", raw, "\nadapted\n", adapted)
         e, i = VOWELS.index("e"), VOWELS.index("i")
         assert raw[e, e] < raw[e, i]
@@ -113,7 +98,7 @@ def test_speaker_normalisation_tells_e_from_i_without_calibration(voices):
     assert accuracy(held) == accuracy(confusion(voices, "base", LipSyncSettings(
         vowel_adapt_s=0.0)))
     # Calibrated, the voice's own vowels stay right in mixed speech.
-    assert accuracy(mixed_confusion(voices, "base", calibrated(voices, "base"))) >= 0.95
+    assert accuracy(mixed(voices, "base", calibrated(voices, "base"))) >= 0.95
 
 
 def test_mfcc_is_level_free_and_templates_are_unit():

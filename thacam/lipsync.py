@@ -360,6 +360,28 @@ def heard_vowel(samples: np.ndarray, settings: LipSyncSettings | None = None) ->
     return VOWELS[max(set(votes), key=votes.count)] if votes else None
 
 
+def mixed_confusion(vowels: dict[str, np.ndarray], settings: LipSyncSettings | None = None,
+                    rounds: int = 4, seed: int = 0, gap_s: float = 0.2) -> np.ndarray:
+    """How one analyser hears mixed speech: the five recordings (keyed a, i, u, e, o) ``rounds``
+    times in shuffled orders, ``gap_s`` of silence apart, as a microphone hears a speaker (the
+    speaker normalisation needs the mix). (5, 5) counts of voiced blocks, said x heard."""
+    rng = np.random.default_rng(seed)
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.float32)
+    parts, labels = [], []
+    for _ in range(rounds):
+        for i in rng.permutation(len(VOWELS)):
+            x = vowels[VOWELS[i]]
+            parts += [x, gap]
+            labels += [np.full(x.size, i), np.full(gap.size, -1)]
+    label = np.concatenate(labels)
+    table = np.zeros((len(VOWELS), len(VOWELS)), int)
+    for s in analyse(np.concatenate(parts), settings):
+        said = label[min(int(s.t_ms * SAMPLE_RATE / 1000) - 1, label.size - 1)]
+        if s.voiced and said >= 0:
+            table[said, int(np.argmax(s.vowels))] += 1
+    return table
+
+
 def calibrate(recordings: dict[str, np.ndarray], settings: LipSyncSettings
               ) -> LipSyncSettings:
     """The user's five held vowels (SAMPLE_RATE audio, keyed a, i, u, e, o) -> settings whose

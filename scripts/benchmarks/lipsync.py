@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from thacam.lipsync import (SAMPLE_RATE, VOWELS, LipSyncSettings, analyse,  # noqa: E402
-                            calibrate, resample)
+                            calibrate, mixed_confusion, resample)
 from thacam.sources.audio import MicFaces  # noqa: E402
 
 KANA = {"a": "ああああ", "i": "いいいい", "u": "うううう", "e": "ええええ", "o": "おおおお"}
@@ -53,20 +53,7 @@ def confusion(samples: dict[str, np.ndarray], settings: LipSyncSettings) -> np.n
 def mixed(voice: dict[str, np.ndarray], settings: LipSyncSettings, rounds: int = 4,
           seed: int = 0) -> np.ndarray:
     """The confusion table over mixed speech: every voiced block inside a vowel is scored."""
-    rng = np.random.default_rng(seed)
-    gap = np.zeros(int(0.2 * SAMPLE_RATE), np.float32)
-    parts, labels = [], []
-    for _ in range(rounds):
-        for i in rng.permutation(len(VOWELS)):
-            parts += [voice[VOWELS[i]], gap]
-            labels += [np.full(voice[VOWELS[i]].size, i), np.full(gap.size, -1)]
-    label = np.concatenate(labels)
-    table = np.zeros((5, 5), int)
-    for s in analyse(np.concatenate(parts), settings):
-        said = label[min(int(s.t_ms * SAMPLE_RATE / 1000) - 1, label.size - 1)]
-        if s.voiced and said >= 0:
-            table[said, int(np.argmax(s.vowels))] += 1
-    return table
+    return mixed_confusion(voice, settings, rounds, seed)
 
 
 def show(title: str, table: np.ndarray) -> None:
