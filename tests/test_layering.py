@@ -53,6 +53,7 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "sources.ifacialmocap": TORCH_CV2_MP,
     "sources.vmc": TORCH_CV2_MP,
     "sources.openseeface": TORCH_CV2_MP,
+    "sources.merge": TORCH_CV2_MP,       # the sources it merges import theirs when made
     "pipeline": ("torch",),
     "runstats": TORCH_CV2_MP,
     "offline": ("torch",),

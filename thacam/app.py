@@ -72,21 +72,35 @@ def live_sinks(outputs: Sequence[str], profile: Profile, fps: float) -> list[Fra
             for sink in (create_sink(spec, ctx) for spec in outputs)]
 
 
-def live_source(spec: str, profile: Profile, weights_dir: Path | None = None, *,
-                file_size: tuple[int, int] | None = None,
+def live_source(spec: str | Sequence[str], profile: Profile, weights_dir: Path | None = None,
+                *, file_size: tuple[int, int] | None = None,
                 file_fps: float | None = None, mic: str | None = None,
                 phone: str | None = None) -> FaceSource:
-    """``--source`` value -> an unopened face source built from the profile's [camera], checked
-    as far as that is possible without opening it. ``mic`` (``--mic [DEVICE]``, "" = the
-    default input) adds the microphone's lip sync; when the camera then cannot start, the
-    microphone goes on alone (mic-only mode: idle motion and lip sync). ``phone`` (``--phone
-    IP``) is where a phone tracker sends its start handshake.
+    """``--source`` value(s) -> an unopened face source built from the profile's [camera],
+    checked as far as that is possible without opening it. Several values: one source that
+    fails over between them in that order (thacam.sources.merge, the profile's [sources]).
+    ``mic`` (``--mic [DEVICE]``, "" = the default input) adds the microphone's lip sync; when
+    the one camera then cannot start, the microphone goes on alone (mic-only mode: idle motion
+    and lip sync). ``phone`` (``--phone IP``) is where a phone tracker sends its start
+    handshake.
 
     Raises:
         UserError: an unknown source, or an input that certainly cannot start.
     """
     ctx = SourceContext(profile.camera, weights_dir, file_size, file_fps, profile.lipsync,
                         phone)
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    if len(specs) > 1:
+        from .sources.merge import MergedFaces
+        merged = MergedFaces.from_specs(specs, ctx, profile.sources)
+        merged.check()
+        if mic is None:
+            return merged
+        from .sources.audio import MicFaces
+        heard = MicFaces(mic or None, profile.lipsync, inner=merged)
+        heard.check()
+        return heard
+    spec = specs[0]
     if mic is not None and spec == "mic":
         spec = f"mic:{mic}" if mic else "mic"
     if mic is not None and spec.split(":")[0] != "mic":
@@ -175,7 +189,7 @@ class LiveRun:
             "stages_ms": {k: round(v, 2) for k, v in st.stages_ms.items()},
             "face": st.face, "expression": st.expression,
             "pose": st.pose.to_dict(4) if st.pose is not None else None,
-            "sources": [{"description": st.source, "connected": st.source_connected}],
+            "sources": self.pipeline.source.status_rows(),
             "sinks": [{"name": _sink_name(k), "description": k.description, "open": is_open}
                       for k, is_open in st.sinks],
             "obs": self.obs.state if self.obs is not None else None,

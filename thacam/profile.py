@@ -1,8 +1,8 @@
 """Profiles: one TOML file per character holding every stage's settings.
 
 A profile (``profiles/<image stem>.toml``) bundles the character image with each stage's own
-settings class as a section: [model] (render), [camera] (capture), [calibration] and [retarget]
-(retarget), [smoothing], [breathing], [idle] and [expressions] (animation), [lipsync], [output]
+settings class as a section: [model] (render), [camera] (capture), [sources] (several face
+sources at once), [calibration] and [retarget] (retarget), [smoothing], [breathing], [idle] and [expressions] (animation), [lipsync], [output]
 and [obs].
 Each stage declares its settings once (thacam.settings); this module only assembles them, loads a
 file (validated completely before anything starts, errors naming the file, the key path and what
@@ -37,6 +37,7 @@ from .obs import ObsSettings
 from .output import OutputSettings
 from .render import RenderSettings
 from .retarget import Calibration, RetargetSettings
+from .sources.merge import MergeSettings
 from .settings import Settings, setting
 from .weights import REPO_ROOT
 
@@ -87,6 +88,7 @@ class Profile(Settings):
     character: CharacterSettings = _section(CharacterSettings)
     model: RenderSettings = _section(RenderSettings)
     camera: CameraSettings = _section(CameraSettings)
+    sources: MergeSettings = _section(MergeSettings)
     calibration: Calibration = _section(Calibration)
     retarget: RetargetSettings = _section(RetargetSettings)
     smoothing: SmoothingSettings = _section(SmoothingSettings)

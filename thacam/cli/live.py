@@ -31,8 +31,10 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help=f"where frames go (repeatable) - {outputs} (default: vcam, plus window "
                         "when there is a display)")
     sources = "; ".join(f"{e.usage}: {e.help}" for e in SOURCES.entries.values())
-    g.add_argument("--source", default=None, metavar="NAME[:ARG]",
-                   help=f"where the face comes from - {sources} (default: webcam)")
+    g.add_argument("--source", action="append", default=None, metavar="NAME[:ARG]",
+                   help=f"where the face comes from - {sources} (default: webcam); repeat it "
+                        "for a fallback: the first listed drives while it sees a face, the next "
+                        "one that does takes over when it does not")
     g.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
                    help="lip sync from the microphone (DEVICE: a number or part of a name from "
                         "`thacam voice devices`; default: the system's input); with no camera, "
@@ -61,7 +63,7 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     add_weights(g)
     o = p.add_argument_group("profile overrides (flags beat the profile)")
     add_profile(o)
-    add_flags(o, ["model.", "camera.", "output.", "obs."])
+    add_flags(o, ["model.", "camera.", "sources.", "output.", "obs."])
 
 
 def cmd_live(args: argparse.Namespace) -> int:
@@ -99,7 +101,7 @@ def _run_live(args: argparse.Namespace) -> int:
         raise UserError("no character: give --character IMG (or a profile that names one)")
     # Everything a typo can break is built before the model loads (seconds on a CPU).
     sinks = live_sinks(args.output or [], profile, args.fps)
-    source = live_source(args.source or "webcam", profile, args.weights,
+    source = live_source(args.source or ["webcam"], profile, args.weights,
                          file_size=parse_size(args.camera_size), file_fps=args.camera_fps,
                          mic=args.mic, phone=args.phone)
     character = load_character(profile.character.image)

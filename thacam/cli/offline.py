@@ -205,7 +205,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         samples, total = _face_samples(args, profile, mirror, stack)
         bar = stack.enter_context(progress_bar())
-        name = (args.input or args.audio).name if (args.input or args.audio) else args.source
+        name = (args.input or args.audio).name if (args.input or args.audio) else \
+            " + ".join(args.source)
         task = bar.add_task(f"tracking {name}", total=total)
         poses = track(samples, retargeter, animator if args.smooth else None, calibrate,
                       profile.lipsync)
@@ -236,9 +237,9 @@ def add_track(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", type=Path, metavar="VIDEO", help="face video file (its own sound "
                      "moves the mouth too, unless --audio gives another)")
-    src.add_argument("--source", metavar="NAME[:ARG]",
+    src.add_argument("--source", action="append", metavar="NAME[:ARG]",
                      help="record from a live face source (see `thacam --help`) for --frames or "
-                          "--seconds")
+                          "--seconds; repeat it for a fallback, first listed preferred")
     _add_audio(p, "alone: poses at 30 fps from the sound (idle motion, lip sync)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="with --source: stop after N samples")
@@ -251,6 +252,7 @@ def add_track(sub) -> None:
                    help="pass the poses through the animator: smoothing, breathing, and the idle "
                         "layer while no face is seen (default: on; --no-smooth = raw retarget)")
     _add_tracking_options(p)
+    add_flags(p.add_argument_group("several sources (--source A --source B)"), ["sources."])
     add_weights(p, "face_landmarker.task")
     p.set_defaults(func=cmd_track)
 

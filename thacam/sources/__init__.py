@@ -103,6 +103,11 @@ class FaceSource:
     def stats(self) -> SourceStats:
         return SourceStats()
 
+    def status_rows(self) -> list[dict[str, Any]]:
+        """One row per input for the live status and the panel: description, connected (a
+        source made of several says which sees a face and which parts each drives)."""
+        return [{"description": self.description, "connected": self.connected}]
+
     def __enter__(self) -> "FaceSource":
         return self.open()
 

@@ -260,6 +260,9 @@ class MicFaces(FaceSource):
     def stats(self) -> SourceStats:
         return self.inner.stats() if self.inner is not None else SourceStats(self._blocks)
 
+    def status_rows(self) -> list[dict]:
+        return self.inner.status_rows() if self.inner is not None else super().status_rows()
+
 
 def record(device: str | None, seconds: float) -> np.ndarray:
     """``seconds`` of the microphone, mono float32 at lipsync.SAMPLE_RATE (blocks until done).
