@@ -123,26 +123,44 @@ def parse_channels(text: str, specs: Sequence[str]) -> dict[str, int]:
 class AngleAlignment:
     """How much a source's (yaw, pitch, roll) differ from the reference source's for the same
     head, averaged over the moments both see it (a running mean, then an exponential one so it
-    follows a phone that was moved)."""
+    follows a phone that was moved).
+
+    Each reading of the source is held against the reference's angles at that very time,
+    interpolated between the two reference readings around it: a head that moves would
+    otherwise read as an offset whenever one tracker's packet happens to arrive first."""
 
     def __init__(self, pair_ms: float = 100.0, settle: int = 30, rate: float = 0.02):
-        self.pair_ms = pair_ms      # two readings further apart than this are not one moment
+        self.pair_ms = pair_ms      # reference readings further apart than this: not tracking
         self.settle = settle
         self.rate = rate
         self.offset = np.zeros(3)
         self.count = 0
+        self._pending: FaceObservation | None = None
 
-    def learn(self, obs: FaceObservation, ref: FaceObservation) -> None:
-        if abs(obs.t_ms - ref.t_ms) > self.pair_ms:
+    def seen(self, obs: FaceObservation) -> None:
+        """The source's newest face (paired once the reference reads past its time)."""
+        self._pending = obs
+
+    def reference(self, before: FaceObservation, after: FaceObservation) -> None:
+        """Two consecutive readings of the reference source."""
+        p = self._pending
+        if p is None or p.t_ms > after.t_ms:
             return
-        d = np.array([obs.yaw - ref.yaw, obs.pitch - ref.pitch, obs.roll - ref.roll])
+        self._pending = None
+        span = after.t_ms - before.t_ms
+        if p.t_ms < before.t_ms or span > self.pair_ms:
+            return
+        w = (p.t_ms - before.t_ms) / span if span > 0 else 1.0
+        ref = [a + w * (b - a) for a, b in ((before.yaw, after.yaw), (before.pitch, after.pitch),
+                                            (before.roll, after.roll))]
+        d = np.array([p.yaw, p.pitch, p.roll]) - ref
         self.count += 1
-        k = max(1.0 / self.count, self.rate)
-        self.offset += k * (d - self.offset)
+        self.offset += max(1.0 / self.count, self.rate) * (d - self.offset)
 
     def reset(self) -> None:
         self.offset[:] = 0.0
         self.count = 0
+        self._pending = None
 
 
 class MergedFaces(FaceSource):
@@ -166,7 +184,7 @@ class MergedFaces(FaceSource):
         self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._newest: list[FaceSample | None] = [None] * n
-        self._face: list[FaceSample | None] = [None] * n     # newest sample with a face
+        self._reference_face: FaceObservation | None = None
         self._arrived = [0] * n
         self._used = [0] * n
         self._woken = 0
@@ -269,12 +287,14 @@ class MergedFaces(FaceSource):
     def _take(self, i: int, sample: FaceSample) -> None:
         with self._cond:
             self._newest[i] = sample
-            if sample.obs is not None:
-                self._face[i] = sample
-                ref = self._face[self.reference]
-                if (i != self.reference and ref is not None and self.settings.align
-                        and self._sees(self.reference, now_ms())):
-                    self.alignment[i].learn(sample.obs, ref.obs)
+            if sample.obs is not None and self.settings.align:
+                if i != self.reference:
+                    self.alignment[i].seen(sample.obs)
+                else:
+                    if self._reference_face is not None:
+                        for a in self.alignment:        # (the reference's own: never seen)
+                            a.reference(self._reference_face, sample.obs)
+                    self._reference_face = sample.obs
             self._arrived[i] += 1
             self._cond.notify_all()
 
