@@ -58,20 +58,20 @@ def video_samples(path: Path | str, tracker: Any) -> Iterator[FaceSample]:
 
 def source_samples(source: FaceSource, frames: int | None = None,
                    seconds: float | None = None) -> Iterator[FaceSample]:
-    """Samples from a live source (a phone tracker, the webcam) until ``frames`` samples or
-    ``seconds`` have passed, timed from the first sample. The source is opened and closed here."""
+    """Samples from an opened live source (a phone tracker, the webcam) until ``frames``
+    samples or ``seconds`` have passed, timed from the first sample. The caller opens the
+    source, so an input that cannot start fails before anything else is shown."""
     t_end = None if seconds is None else time.monotonic() + seconds
     t0: float | None = None
     n = 0
-    with source:
-        while (frames is None or n < frames) and (t_end is None or time.monotonic() < t_end):
-            sample = source.next(timeout=0.1)
-            if sample is None:
-                continue
-            t0 = sample.t_ms if t0 is None else t0
-            yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms,
-                             sample.speech)
-            n += 1
+    while (frames is None or n < frames) and (t_end is None or time.monotonic() < t_end):
+        sample = source.next(timeout=0.1)
+        if sample is None:
+            continue
+        t0 = sample.t_ms if t0 is None else t0
+        yield FaceSample(sample.t_ms - t0, sample.obs, n, sample.frame, sample.sense_ms,
+                         sample.speech)
+        n += 1
 
 
 def track(samples: Iterable[FaceSample], retargeter: Any, animator: Any | None,

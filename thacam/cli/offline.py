@@ -156,6 +156,7 @@ def _face_samples(args: argparse.Namespace, profile, mirror: bool, stack):
         source = live_source(args.source, profile, args.weights,
                              phone=getattr(args, "phone", None))
         source.set_mirror(mirror)
+        stack.enter_context(source)
         samples, total = source_samples(source, args.frames, args.seconds), None
     else:
         from ..capture.opencv import video_info
