@@ -117,6 +117,9 @@ def test_the_phone_drives_the_other_takes_over_when_it_sleeps_and_it_takes_back(
         streams.phone_on.set()                  # and wakes
         t_wake = now_ms()
         read(merged, 0.5, rows)
+        shown = merged.status_rows()      # what the panel lists: each source, who drives
+    assert [(r["connected"], r["face"], r["drives"]) for r in shown] == [
+        (True, True, ["head", "eyes", "brows", "mouth"]), (True, True, [])]
     faces = [r for r in rows if r[2].obs is not None]
     assert len(faces) > 100 and len(faces) == len(rows)     # never a moment without a face
     before = [r for r in faces if 200 < r[0] - rows[0][0] and r[0] < t_sleep]

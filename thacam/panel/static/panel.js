@@ -191,8 +191,10 @@ function chip(id, text, ok) {
 function showState(s) {
   state = s;
   chip("st-fps", `${s.fps.toFixed(1)} fps`, null);
-  const src = s.sources[0] || { connected: false };
-  chip("st-camera", src.connected ? "camera on" : "camera lost", src.connected);
+  // Several sources (--source A --source B): the chip names the one that drives the head.
+  const on = s.sources.some((x) => x.connected);
+  const head = s.sources.length > 1 && s.sources.find((x) => (x.drives || []).includes("head"));
+  chip("st-camera", head ? `${head.description} drives` : on ? "camera on" : "camera lost", on);
   chip("st-face", s.face ? "face found" : "no face", s.face);
   const vcam = s.sinks.find((k) => k.name === "vcam");
   chip("st-vcam", vcam ? (vcam.open ? "virtual camera on" : "no virtual camera") :
