@@ -195,8 +195,8 @@ BROKEN = [
     ("unknown section", "[retargeting]\nwink_mode = 'wink'\n", "retargeting",
      "unknown key 'retargeting'; did you mean 'retarget'? (fix or remove it)"),
     ("unknown key", "colour = 1\n", "colour",
-     "unknown key 'colour'; the keys of the top level are character, model, camera, calibration, "
-     "retarget, smoothing, breathing, idle, lipsync, expressions, output, obs"),
+     "unknown key 'colour'; the keys of the top level are character, model, camera, sources, "
+     "calibration, retarget, smoothing, breathing, idle, lipsync, expressions, output, obs"),
     ("typo", "[retarget]\njaw_open_mx = 0.4\n", "retarget.jaw_open_mx",
      "unknown key 'jaw_open_mx'; did you mean 'jaw_open_max'? (fix or remove it)"),
     ("wrong type", "[breathing]\ndepth = \"deep\"\n", "breathing.depth",
