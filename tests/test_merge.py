@@ -358,3 +358,23 @@ def test_a_source_that_cannot_open_closes_the_ones_that_did():
     finally:
         busy.close()
     assert first._sock is None and first._thread is None
+
+
+def test_the_profile_reaches_the_merged_source_and_the_mic_wraps_it(monkeypatch):
+    from thacam.app import live_source
+    from thacam.profile import Profile
+    from thacam.settings.codec import set_raw
+    from thacam.sources import audio as audio_mod
+    from thacam.sources.audio import MicFaces
+    monkeypatch.setattr(audio_mod, "input_devices", lambda: [(0, "Test Mic", 48000.0)])
+    monkeypatch.setattr(audio_mod, "_sounddevice",
+                        lambda: type("sd", (), {"default": type("d", (), {"device": (0, 0)})}))
+    profile = set_raw(Profile(), "sources.stale_s", 0.2, source="test")
+    profile = set_raw(profile, "sources.channels", "mouth=vmc", source="test")
+    heard = live_source(["ifacialmocap:0", "vmc:0"], profile, mic="")
+    assert isinstance(heard, MicFaces) and isinstance(heard.inner, MergedFaces)
+    merged = heard.inner
+    assert merged.settings.stale_s == 0.2 and merged.order["mouth"] == [1, 0]
+    assert [r["description"] for r in heard.status_rows()] == [
+        "ifacialmocap on UDP port 0", "vmc on UDP port 0"]
+    assert heard.description.endswith("+ microphone Test Mic")
