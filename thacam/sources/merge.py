@@ -129,10 +129,9 @@ class AngleAlignment:
     interpolated between the two reference readings around it: a head that moves would
     otherwise read as an offset whenever one tracker's packet happens to arrive first."""
 
-    def __init__(self, pair_ms: float = 100.0, settle: int = 30, rate: float = 0.02):
+    def __init__(self, pair_ms: float = 100.0, rate: float = 0.02):
         self.pair_ms = pair_ms      # reference readings further apart than this: not tracking
-        self.settle = settle
-        self.rate = rate
+        self.rate = rate            # ~50 readings (about a second) weigh in once settled
         self.offset = np.zeros(3)
         self.count = 0
         self._pending: FaceObservation | None = None
