@@ -286,7 +286,7 @@ class UdpFaces(FaceSource):
         if self._connected and now - self._last_good > self.quiet_s:
             self._connected = False
             self._losses += 1
-            log.warning("%s: no packets for %.1f s; the avatar idles until they come back",
+            log.warning("%s: no packets for %.1f s; its face is lost until they come back",
                         self.description, self.quiet_s)
         if not self._connected and now - self._last_greet >= self.greet_every_s:
             self._greet()
