@@ -347,6 +347,30 @@ def test_track_records_from_two_sources_and_a_port_in_use_is_one_line(clip_faces
         again.bind(("0.0.0.0", phone_port))
 
 
+@pytest.mark.parametrize("sources", [["vmc:{busy}"], ["ifacialmocap:{free}", "vmc:{busy}"]])
+def test_a_port_in_use_fails_the_live_run_before_the_model_loads(sources, samples_dir, tmp_path,
+                                                                 capsys, monkeypatch):
+    import thacam.render.engine as engine
+
+    def loaded(*args, **kw):
+        raise AssertionError("the model loaded before the port was checked")
+    monkeypatch.setattr(engine.Renderer, "__init__", loaded)
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("0.0.0.0", 0))
+    port = busy.getsockname()[1]
+    argv = ["--character", str(samples_dir / "crypko_00.png"), "--profile",
+            str(tmp_path / "p.toml")]
+    for spec in sources:
+        argv += ["--source", spec.format(busy=port, free=free_port())]
+    (tmp_path / "p.toml").write_text("")
+    try:
+        assert main(argv) == 2
+    finally:
+        busy.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot listen on UDP port {port}" in err[0], err
+
+
 def test_a_source_that_cannot_open_closes_the_ones_that_did():
     first = IFacialMocapFaces(0, host="127.0.0.1")
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -148,7 +148,7 @@ class UdpFaces(FaceSource):
         """Ask the sender to (re)start sending; called on open and while quiet."""
 
     # -- lifetime ----------------------------------------------------------------------------
-    def open(self) -> "UdpFaces":
+    def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.bind((self.host, self.port))
@@ -158,6 +158,16 @@ class UdpFaces(FaceSource):
                 f"--source {self.name}:{self.port}: cannot listen on UDP port {self.port} "
                 f"({exc.strerror or exc}); close the program that uses it, or pick another port "
                 f"with --source {self.name}:PORT") from None
+        return sock
+
+    def check(self) -> None:
+        """A port another program holds fails here, before the model loads (binding it once;
+        a program that takes it in between still fails at open, with the same line)."""
+        if self.port:
+            self._bind().close()
+
+    def open(self) -> "UdpFaces":
+        sock = self._bind()
         sock.settimeout(0.1)        # how often the thread looks at the stop flag and the clock
         self._sock = sock
         self.port = sock.getsockname()[1]
