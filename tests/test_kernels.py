@@ -34,7 +34,7 @@ from thacam.model.fast import CudaGraphRunner, StagedPoser
 from thacam.model.kernels import (DepthwiseUp, KernelResnetBlock, NormAct, depthwise_up_weight,
                                   kernelized)
 from thacam.model.networks import ResnetBlock
-from thacam.model.stages import STAGE_NAMES, StageModules
+from thacam.model.stages import STAGE_NAMES, StageModules, character_inputs
 
 REPO = Path(__file__).resolve().parent.parent
 TOL = 1e-4
@@ -105,19 +105,12 @@ def test_kernelized_stages_equal_the_plain_stages(poser):
     pose = torch.from_numpy(random_poses(2, rng))
     plain, fast = StageModules(poser, fused=True), StageModules(poser, fused=True, kernels=True)
     with torch.inference_mode():
-        a = plain.frame(*_frame_inputs(poser, 2), pose)
-        b = fast.frame(*_frame_inputs(poser, 2), pose)
+        a = plain.frame(*character_inputs(poser, 2), pose)
+        b = fast.frame(*character_inputs(poser, 2), pose)
         ref = poser(pose)
     for x, y in zip(a, b):
         assert (x - y).abs().max().item() <= TOL
     assert (b[2] - ref).abs().max().item() <= TOL
-
-
-def _frame_inputs(poser: Poser, n: int):
-    from thacam.model.poser import FACE_CROP
-    return tuple(t.expand(n, -1, -1, -1).contiguous() for t in (
-        poser.background_layer, poser.eyebrow_layer, poser.character,
-        poser.character[:, :, FACE_CROP[0], FACE_CROP[1]]))
 
 
 def test_whole_frame_graph_path_and_its_cache_on_cpu(poser):

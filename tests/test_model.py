@@ -133,13 +133,9 @@ def test_pose_changes_the_image(mine, samples_dir):
 # ----------------------------------------------------------- the GPU form (model/kernels.py)
 
 def _frame(modules, poser: Poser, pose: torch.Tensor):
-    from thacam.model.poser import FACE_CROP
-    n = pose.shape[0]
-    inputs = [t.expand(n, -1, -1, -1).contiguous() for t in (
-        poser.background_layer, poser.eyebrow_layer, poser.character,
-        poser.character[:, :, FACE_CROP[0], FACE_CROP[1]])]
+    from thacam.model.stages import character_inputs
     with torch.inference_mode():
-        return modules.frame(*inputs, pose)
+        return modules.frame(*character_inputs(poser, pose.shape[0]), pose)
 
 
 def test_gpu_form_equals_the_oracle_checked_poser_on_trained_weights(mine, samples_dir):

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor
 
 from .. import pose as P
-from .poser import FACE_CROP, Poser
-from .stages import StageModules, StageRunner, TorchRunner, with_eyebrows, with_face
+from .poser import Poser
+from .stages import (StageModules, StageRunner, TorchRunner, character_inputs, with_eyebrows,
+                     with_face)
 
 __all__ = ["StaticCall", "CudaGraphRunner", "StagedPoser", "BACKENDS", "select_runner"]
 
@@ -161,15 +162,10 @@ class StagedPoser:
         self._clear()
 
     def _character_inputs(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        # Contiguous copies per batch size, made once per character (exported graphs and static
-        # CUDA-graph buffers want real memory, not an expand() view).
+        # Made once per character and batch size.
         got = self._expanded.get(n)
         if got is None:
-            p = self.poser
-            got = tuple(t.expand(n, -1, -1, -1).contiguous() for t in (
-                p.background_layer, p.eyebrow_layer, p.character,
-                p.character[:, :, FACE_CROP[0], FACE_CROP[1]]))
-            self._expanded[n] = got
+            got = self._expanded[n] = character_inputs(self.poser, n)
         return got  # background, eyebrow, image, face crop
 
     def __call__(self, pose: np.ndarray | Tensor, timings: dict[str, float] | None = None

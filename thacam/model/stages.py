@@ -28,10 +28,19 @@ from .fused import FusedCombiner, FusedEditor, FusedFaceMorpher
 from .kernels import kernelized
 from .poser import EYEBROW_IN_FACE, FACE_CROP, IMAGE_SIZE, ROTATOR_SIZE, Poser
 
-__all__ = ["STAGE_NAMES", "StageModules", "StageRunner", "TorchRunner", "with_eyebrows",
-           "with_face"]
+__all__ = ["STAGE_NAMES", "StageModules", "StageRunner", "TorchRunner", "character_inputs",
+           "with_eyebrows", "with_face"]
 
 STAGE_NAMES = ("combiner", "face_morpher", "rotator", "editor")
+
+
+def character_inputs(poser: Poser, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The per-character inputs of the stages for a batch of ``n``: background and eyebrow
+    layers, the image and its face crop, as contiguous copies (exported graphs and static
+    CUDA-graph buffers want real memory, not an expand() view)."""
+    return tuple(t.expand(n, -1, -1, -1).contiguous() for t in (
+        poser.background_layer, poser.eyebrow_layer, poser.character,
+        poser.character[:, :, FACE_CROP[0], FACE_CROP[1]]))
 
 
 def with_eyebrows(face_crop: Tensor, eyebrows: Tensor) -> Tensor:
