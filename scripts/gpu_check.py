@@ -57,7 +57,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from thacam import pose as P  # noqa: E402
-from thacam.bench import ReferencePoser, psnr, random_poses, timed_both  # noqa: E402
+from thacam.bench import (ReferencePoser, cuda_us_per_call, psnr,  # noqa: E402
+                          random_poses, timed_both)
 from thacam.character import load_character, to_model_input  # noqa: E402
 from thacam.model import Poser  # noqa: E402
 from thacam.model.fast import CudaGraphRunner, StagedPoser  # noqa: E402
@@ -286,16 +287,8 @@ def section_norm(log, device, args) -> None:
         x = torch.randn(shape, device="cuda", dtype=torch.float16)
         norm = nn.InstanceNorm2d(shape[1], affine=True).cuda().half()
 
-        def bench(fn, reps=200):
-            for _ in range(10):
-                fn()
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            for _ in range(reps):
-                fn()
-            t1.record()
-            torch.cuda.synchronize()
-            return t0.elapsed_time(t1) * 1000 / reps
+        def bench(fn):
+            return cuda_us_per_call(fn, reps=200, warmup=10)
         row = [f"torch {bench(lambda: F.leaky_relu(norm(x), 0.1)):7.1f}"]
         for chunk in (2048, 4096, 8192, 16384):
             tn.CHUNK, tn.SMALL_PLANE = chunk, min(saved[1], chunk)
@@ -398,6 +391,7 @@ def section_accuracy(log, device, args) -> None:
     half = torch.float16 if device.type == "cuda" else torch.float32
     names = sample_names()[:1] if args.smoke else sample_names()
     from thacam.render.engine import to_rgba8
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     log("\n== accuracy: every sample x 4 poses ==")
@@ -431,7 +425,7 @@ def section_accuracy(log, device, args) -> None:
         log(f"{config:6s} half vs float 8-bit PSNR: min {min(db):.1f} dB, median "
             f"{statistics.median(db):.1f} dB over {len(db)} frames; float32 vs CPU-checked "
             f"poser max |diff| {vs_plain:.2e}; vs reference {vs_ref:.2e}")
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def section_batch(log, device, args) -> None:

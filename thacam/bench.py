@@ -47,7 +47,7 @@ from .runtime import allocator_tuned, page_faults, tune_allocator
 from .weights import sample_path, variant_dir
 
 __all__ = ["BenchSettings", "BenchResult", "run_bench", "format_results", "random_poses",
-           "psnr", "timed_both", "ReferencePoser"]
+           "psnr", "timed_both", "cuda_us_per_call", "ReferencePoser"]
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,20 @@ def timed_both(device: torch.device, fn: Callable[[], torch.Tensor]
     _sync(device)
     wall = (time.perf_counter() - t0) * 1000.0
     return wall, (events[0].elapsed_time(events[1]) if events is not None else None), out
+
+
+def cuda_us_per_call(fn: Callable[[], object], reps: int = 100, warmup: int = 5) -> float:
+    """Microseconds of GPU time per call of ``fn``, between CUDA events around ``reps`` calls
+    in a row after ``warmup`` (kernel micro-benchmarks: the launches queue back to back)."""
+    for _ in range(warmup):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000.0 / reps
 
 
 # "frame": the fused kernels' whole-frame CUDA graph (all four stages in one replay).

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # thacam, from a checkout
 
 # (N, Cin, Cout, H, W) of the separable 3x3 blocks THA3 runs per frame (editor top level,
 # rotator, face morpher, bottlenecks).
@@ -99,16 +102,10 @@ CONFIGS = [(64, 32, 32, 4), (128, 32, 32, 4), (64, 32, 64, 4), (128, 32, 64, 8),
 
 
 def bench(log=print, reps: int = 100) -> None:
+    from thacam.bench import cuda_us_per_call
+
     def timed(fn):
-        for _ in range(5):
-            fn()
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(reps):
-            fn()
-        b.record()
-        torch.cuda.synchronize()
-        return a.elapsed_time(b) * 1000 / reps
+        return cuda_us_per_call(fn, reps)
 
     log(f"max |diff| vs two convs (float32, small shapes): {check():.2e}")
     log("separable 3x3 conv, half, us per call: cuDNN dw + pw | Triton fused, best of "
