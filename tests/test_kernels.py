@@ -234,3 +234,17 @@ def test_the_exploratory_fused_separable_conv_is_right_before_it_is_timed():
                          env={**os.environ, "TRITON_INTERPRET": "1"})
     assert run.returncode == 0, run.stdout + run.stderr
     assert float(run.stdout.split(":")[-1]) < 1e-4
+
+
+def test_a_failing_triton_function_falls_back_once_and_for_good(caplog):
+    from thacam.model import kernels
+    path = "builtins:divmod"        # stands in for a kernel that cannot compile on this card
+    try:
+        with caplog.at_level("WARNING"):
+            assert kernels.run_triton(path, 7) is None          # raised: PyTorch takes over
+            assert kernels.run_triton(path, 7, 2) is None       # not tried again, not said again
+        assert [r.getMessage().count("failed") for r in caplog.records] == [1]
+        assert kernels.run_triton("thacam.model.no_such_module:f") is None
+    finally:
+        kernels._triton_fns.pop(path, None)
+        kernels._triton_fns.pop("thacam.model.no_such_module:f", None)

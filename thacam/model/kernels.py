@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .networks import ResnetBlock
 
 __all__ = ["NormAct", "DepthwiseUp", "KernelResnetBlock", "kernelized", "triton_available",
-           "triton_function", "triton_failed", "interpreting", "depthwise_up_weight"]
+           "triton_function", "run_triton", "interpreting", "depthwise_up_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,20 @@ def triton_function(path: str):
     return _triton_fns[path]
 
 
-def triton_failed(path: str, exc: Exception) -> None:
-    """A Triton function raised (a card or driver it cannot compile for): PyTorch from now on."""
-    log.warning("Triton kernel %s failed (%s: %s); using PyTorch's ops from now on", path,
-                type(exc).__name__, exc)
-    _triton_fns[path] = None
+def run_triton(path: str, *args):
+    """``path``'s Triton function applied to ``args``, or None where it cannot run: Triton is
+    missing, or the function raised (a card or driver it cannot compile for: said once, then
+    PyTorch from now on). The caller computes the same with PyTorch for None."""
+    fn = triton_function(path)
+    if fn is None:
+        return None
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure: fall back, said once
+        log.warning("Triton kernel %s failed (%s: %s); using PyTorch's ops from now on", path,
+                    type(exc).__name__, exc)
+        _triton_fns[path] = None
+        return None
 
 
 _NORM_ACT = "thacam.model.triton_norm:norm_act"
@@ -90,13 +99,10 @@ class NormAct(nn.Module):
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         if self.use_triton and (x.is_cuda or interpreting()):
-            fn = triton_function(_NORM_ACT)
-            if fn is not None:
-                try:
-                    return fn(x, self.norm.weight, self.norm.bias, self.norm.eps, self.slope,
-                              residual)
-                except Exception as exc:  # noqa: BLE001 - fall back, said once
-                    triton_failed(_NORM_ACT, exc)
+            y = run_triton(_NORM_ACT, x, self.norm.weight, self.norm.bias, self.norm.eps,
+                           self.slope, residual)
+            if y is not None:
+                return y
         y = self.norm(x)
         if self.slope is not None:
             y = F.relu(y) if self.slope == 0 else F.leaky_relu(y, self.slope)

@@ -20,7 +20,7 @@ from ..character import Character, to_model_input
 from ..errors import UserError
 from ..model import Poser
 from ..model.fast import StagedPoser
-from ..model.kernels import interpreting, triton_failed, triton_function
+from ..model.kernels import interpreting, run_triton
 from ..pose import Pose
 from . import DEVICES, PRECISIONS, RenderSettings
 
@@ -89,12 +89,9 @@ _RGBA8 = "thacam.render.triton_rgba:to_rgba8"
 
 def _rgba8_frames(out: torch.Tensor, fused: bool) -> torch.Tensor:
     if fused and (out.is_cuda or interpreting()):
-        fn = triton_function(_RGBA8)
-        if fn is not None:
-            try:
-                return fn(out)
-            except Exception as exc:  # noqa: BLE001 - fall back, said once
-                triton_failed(_RGBA8, exc)
+        frames = run_triton(_RGBA8, out)
+        if frames is not None:
+            return frames
     x = ((out.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
     rgb = x[:, :3]
     rgb = torch.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * rgb.pow(1.0 / 2.4) - 0.055)
